@@ -1,0 +1,67 @@
+"""botmemory: bot memory and data retention.
+
+A key-value store with expiry, dialog memory in three scopes (user,
+conversation, global), retention, and a bot runtime, over SQLite (the
+default), memory, PostgreSQL or Redis.
+
+    store = await botmemory.open("sqlite:///bots.db")
+    await store.bot("welcome-bot").memory.set_user_variable("u-17", "firstname", "Ada")
+"""
+
+from __future__ import annotations
+
+from .clock import Clock, SystemClock
+from .errors import (
+    BotMemoryError,
+    InvalidExpiryError,
+    InvalidInputError,
+    InvalidKeyError,
+    InvalidPathError,
+    KeyNotFoundError,
+    LegalHoldError,
+    QuotaExceededError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+    ValueTooLargeError,
+    ValueTypeError,
+    VersionConflictError,
+)
+from .kvs import KVS, Entry
+from .limits import Limits
+from .memory import DialogMemory, Scope
+from .store import DEFAULT_URL, Bot, Store, open
+from .sync import SyncStore, open_sync
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL",
+    "KVS",
+    "Bot",
+    "BotMemoryError",
+    "Clock",
+    "DialogMemory",
+    "Entry",
+    "InvalidExpiryError",
+    "InvalidInputError",
+    "InvalidKeyError",
+    "InvalidPathError",
+    "KeyNotFoundError",
+    "LegalHoldError",
+    "Limits",
+    "QuotaExceededError",
+    "Scope",
+    "Store",
+    "StoreError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
+    "SyncStore",
+    "SystemClock",
+    "ValueTooLargeError",
+    "ValueTypeError",
+    "VersionConflictError",
+    "__version__",
+    "open",
+    "open_sync",
+]

@@ -1,0 +1,259 @@
+"""The in-process backend (``memory://``): dicts, for tests and notebooks.
+
+Each primitive runs to completion without awaiting, so on one event loop it
+is atomic; a lock makes it safe when several threads share one store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import QuotaExceededError
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, LockLease, MutateFn, Purged, Row
+
+__all__ = ["MemoryBackend"]
+
+
+class _Space:
+    """One namespace: rows by key, plus a lazily sorted key list for scans."""
+
+    __slots__ = ("rows", "sorted_keys")
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Row] = {}
+        self.sorted_keys: list[str] | None = []
+
+    def ordered(self) -> list[str]:
+        if self.sorted_keys is None:
+            self.sorted_keys = sorted(self.rows)
+        return self.sorted_keys
+
+
+def _live(row: Row | None, now: float) -> Row | None:
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    return row
+
+
+class MemoryBackend(Backend):
+    """Rows in dicts; nothing survives the process."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._spaces: dict[str, _Space] = {}
+        self._lock = threading.RLock()
+        self._locks: dict[str, LockLease] = {}
+        self._fence = 0
+
+    def _space(self, ns: str) -> _Space:
+        space = self._spaces.get(ns)
+        if space is None:
+            space = self._spaces[ns] = _Space()
+        return space
+
+    def _count(self, space: _Space, now: float) -> int:
+        return sum(1 for r in space.rows.values() if r.expires_at is None or r.expires_at > now)
+
+    def _check_quota(self, space: _Space, ns: str, new: int, now: float, max_keys: int | None) -> None:
+        if max_keys is not None and new and self._count(space, now) + new > max_keys:
+            raise QuotaExceededError(f"{ns!r} would hold more than {max_keys} keys")
+
+    def _store(self, space: _Space, row: Row) -> None:
+        if row.key not in space.rows:
+            space.sorted_keys = None
+        space.rows[row.key] = row
+
+    # -- reads -------------------------------------------------------------
+    async def get(self, ns: str, key: str, now: float) -> Row | None:
+        space = self._spaces.get(ns)
+        return None if space is None else _live(space.rows.get(key), now)
+
+    async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
+        space = self._spaces.get(ns)
+        if space is None:
+            return []
+        out = []
+        for key in keys:
+            row = _live(space.rows.get(key), now)
+            if row is not None:
+                out.append(row)
+        return out
+
+    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+        with self._lock:
+            space = self._spaces.get(ns)
+            if space is None:
+                return []
+            ordered = space.ordered()
+            start = prefix if after is None or after < prefix else after
+            i = bisect.bisect_right(ordered, start) if after is not None and start == after else bisect.bisect_left(ordered, start)
+            out: list[str] = []
+            while i < len(ordered) and len(out) < limit:
+                key = ordered[i]
+                if not key.startswith(prefix):
+                    break
+                if _live(space.rows.get(key), now) is not None:
+                    out.append(key)
+                i += 1
+            return out
+
+    async def count(self, ns: str, now: float) -> int:
+        space = self._spaces.get(ns)
+        return 0 if space is None else self._count(space, now)
+
+    async def namespaces(self) -> list[str]:
+        return sorted(ns for ns, s in self._spaces.items() if s.rows)
+
+    # -- writes ------------------------------------------------------------
+    async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
+        with self._lock:
+            space = self._space(ns)
+            current = _live(space.rows.get(key), now)
+            mutation = fn(current)
+            if mutation is None:
+                return None
+            if current is None:
+                self._check_quota(space, ns, 1, now, max_keys)
+            expires = mutation.expires_at
+            if expires is KEEP:
+                expires = current.expires_at if current is not None else None
+            version = 1 if current is None else current.version + 1
+            assert not isinstance(expires, type(KEEP))
+            self._store(space, Row(key, mutation.value, version, expires, now))
+            return version
+
+    async def put(self, ns: str, key: str, value: bytes, expires_at: Any, now: float, max_keys: int | None) -> int:
+        with self._lock:
+            space = self._space(ns)
+            current = _live(space.rows.get(key), now)
+            if current is None:
+                self._check_quota(space, ns, 1, now, max_keys)
+                version = 1
+                if expires_at is KEEP:
+                    expires_at = None
+            else:
+                version = current.version + 1
+                if expires_at is KEEP:
+                    expires_at = current.expires_at
+            self._store(space, Row(key, value, version, expires_at, now))
+            return version
+
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, bytes]], expires_at: float | None, now: float, max_keys: int | None
+    ) -> list[int]:
+        with self._lock:
+            space = self._space(ns)
+            current = {k: _live(space.rows.get(k), now) for k, _ in items}
+            self._check_quota(space, ns, sum(1 for r in current.values() if r is None), now, max_keys)
+            versions = []
+            for key, value in items:
+                cur = current[key]
+                version = 1 if cur is None else cur.version + 1
+                row = Row(key, value, version, expires_at, now)
+                current[key] = row
+                self._store(space, row)
+                versions.append(version)
+            return versions
+
+    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+        with self._lock:
+            space = self._spaces.get(ns)
+            if space is None:
+                return 0
+            live = 0
+            for key in keys:
+                row = space.rows.pop(key, None)
+                if row is not None:
+                    space.sorted_keys = None
+                    live += _live(row, now) is not None
+            return live
+
+    async def delete_prefix(self, ns: str, prefix: str, now: float) -> int:
+        with self._lock:
+            space = self._spaces.get(ns)
+            if space is None:
+                return 0
+            doomed = [k for k in space.rows if k.startswith(prefix)]
+            return await self.delete(ns, doomed, now)
+
+    async def set_expiry(self, ns: str, key: str, expires_at: float | None, now: float) -> bool:
+        with self._lock:
+            space = self._spaces.get(ns)
+            row = None if space is None else _live(space.rows.get(key), now)
+            if row is None or space is None:
+                return False
+            if expires_at is None and row.expires_at is None:
+                return False
+            space.rows[key] = row._replace(expires_at=expires_at)
+            return True
+
+    async def purge_expired(self, now: float, limit: int, ns: str | None = None) -> list[Purged]:
+        with self._lock:
+            spaces = (
+                [(n, s) for n, s in self._spaces.items() if not n.startswith(PRIVATE_NS_PREFIX)]
+                if ns is None
+                else [(ns, self._spaces.get(ns) or _Space())]
+            )
+            expired = (
+                Purged(name, row.key, row.expires_at)
+                for name, space in spaces
+                for row in space.rows.values()
+                if row.expires_at is not None and row.expires_at <= now
+            )
+            doomed = heapq.nsmallest(limit, expired, key=lambda p: p.expires_at)
+            for p in doomed:
+                space = self._spaces[p.namespace]
+                del space.rows[p.key]
+                space.sorted_keys = None
+            return doomed
+
+    async def scan_expired(self, ns: str, prefix: str, now: float, limit: int) -> list[Row]:
+        with self._lock:
+            space = self._spaces.get(ns)
+            if space is None:
+                return []
+            rows = (
+                r for r in space.rows.values()
+                if r.expires_at is not None and r.expires_at <= now and r.key.startswith(prefix)
+            )
+            return heapq.nsmallest(limit, rows, key=lambda r: (r.expires_at, r.key))
+
+    # -- locks -------------------------------------------------------------
+    async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
+        with self._lock:
+            held = self._locks.get(name)
+            if held is not None and held.owner != owner and held.expires_at > now:
+                return None
+            if held is not None and held.owner == owner and held.expires_at > now:
+                token = held.token
+            else:
+                self._fence += 1
+                token = self._fence
+            lease = LockLease(name, owner, token, now + ttl)
+            self._locks[name] = lease
+            return lease
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        with self._lock:
+            held = self._locks.get(name)
+            if held is None or held.owner != owner:
+                return False
+            del self._locks[name]
+            return True
+
+    async def close(self) -> None:
+        return None
+
+
+async def open_backend(url: str, **options: Any) -> MemoryBackend:
+    """``memory://`` (nothing after the scheme is used)."""
+    if options:
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError(f"memory:// takes no options, got {sorted(options)}")
+    return MemoryBackend()

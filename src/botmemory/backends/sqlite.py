@@ -1,0 +1,669 @@
+"""The SQLite backend (``sqlite:///path.db``): the embedded default.
+
+- WAL journal, ``synchronous=NORMAL``, ``secure_delete`` (erased values do
+  not linger in free pages).
+- All writes go through one writer thread per store with its own
+  connection. Writes that are waiting when the thread picks up work share
+  one ``BEGIN IMMEDIATE`` transaction (group commit), each inside its own
+  savepoint so one failing write does not undo the others. The event loop
+  never waits for a lock, a busy database or an fsync.
+- Reads are short indexed lookups; they run inline on the caller's thread
+  with a zero busy timeout (measured faster than a thread hop) and move to a
+  reader thread whenever SQLite answers "busy" or another thread holds the
+  inline connection.
+- Many processes may share one file: ``BEGIN IMMEDIATE`` waits for the
+  write lock with SQLite's busy handler, up to ``timeout`` seconds, then
+  raises ``StoreTimeoutError``; "database is locked" never leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ..errors import (
+    QuotaExceededError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
+from ..keys import prefix_upper_bound
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+
+__all__ = ["MIGRATIONS", "SQLiteBackend"]
+
+T = TypeVar("T")
+
+_HEADER = b"SQLite format 3\x00"
+_MIGRATIONS_TABLE = "botmemory_migrations"
+
+#: Ordered schema migrations; each is applied once and recorded.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "kv",
+        """
+        CREATE TABLE kv (
+            ns          TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            value       BLOB NOT NULL,
+            version     INTEGER NOT NULL,
+            expires_at  REAL,
+            modified_at REAL NOT NULL,
+            PRIMARY KEY (ns, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
+        """,
+    ),
+    (
+        "locks",
+        """
+        CREATE TABLE locks (
+            name       TEXT PRIMARY KEY,
+            owner      TEXT,
+            token      INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
+]
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+_UPSERT = (
+    "INSERT INTO kv (ns, key, value, version, expires_at, modified_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+    "expires_at = excluded.expires_at, modified_at = excluded.modified_at"
+)
+# One statement for a plain set: version restarts at 1 over an expired row,
+# and keep_ttl keeps only a live row's expiry.
+_PUT = (
+    "INSERT INTO kv (ns, key, value, version, expires_at, modified_at) VALUES (?1, ?2, ?3, 1, ?4, ?5) "
+    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+    "version = CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= ?5 THEN 1 ELSE kv.version + 1 END, "
+    "expires_at = CASE WHEN ?6 AND (kv.expires_at IS NULL OR kv.expires_at > ?5) "
+    "THEN kv.expires_at ELSE excluded.expires_at END, "
+    "modified_at = excluded.modified_at RETURNING version"
+)
+_SELECT_ROW = "SELECT key, value, version, expires_at, modified_at FROM kv WHERE ns = ? AND key = ?"
+_CHUNK = 500
+
+
+def _translate(exc: BaseException, what: str) -> StoreError:
+    """The one seam where sqlite3 errors become botmemory errors."""
+    msg = str(exc)
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        return StoreTimeoutError(f"SQLite {what}: {msg}")
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and any(
+        s in low for s in ("unable to open", "readonly", "disk i/o", "not a database", "malformed", "no such table")
+    ):
+        return StoreUnavailableError(f"SQLite {what}: {msg}")
+    return StoreError(f"SQLite {what}: {msg}")
+
+
+def _row(r: tuple[Any, ...]) -> Row:
+    return Row(r[0], bytes(r[1]), r[2], r[3], r[4])
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA secure_delete = ON")
+    return conn
+
+
+class _Job:
+    __slots__ = ("error", "fn", "future", "loop", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _deliver(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if job.future.done():
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)
+
+
+class _Writer(threading.Thread):
+    """Runs write jobs in group-committed transactions on its own connection."""
+
+    MAX_BATCH = 256
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__(name=f"botmemory-sqlite-writer:{os.path.basename(path)}", daemon=True)
+        self.conn = _connect(path, timeout)
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        stop = False
+        while not stop:
+            first = self.jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._run(batch)
+        self.conn.close()
+
+    def _run(self, batch: list[_Job]) -> None:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            err = _translate(exc, "begin")
+            for job in batch:
+                job.error = err
+            self._send(batch)
+            return
+        try:
+            if len(batch) == 1:
+                job = batch[0]
+                try:
+                    job.result = job.fn(conn)
+                except BaseException as exc:
+                    job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                    conn.execute("ROLLBACK")
+                    self._send(batch)
+                    return
+            else:
+                for job in batch:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        job.result = job.fn(conn)
+                    except BaseException as exc:
+                        job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                        conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # Nothing of this batch was committed: every job fails alike.
+            err = _translate(exc, "commit") if isinstance(exc, sqlite3.Error) else exc
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for job in batch:
+                job.error = err
+                job.result = None
+        self._send(batch)
+
+    @staticmethod
+    def _send(batch: list[_Job]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in batch:
+            by_loop.setdefault(job.loop, []).append(job)
+        for loop, jobs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, jobs)
+            except RuntimeError:  # the caller's loop is closed: nobody is waiting
+                pass
+
+
+def _check_file(path: str) -> None:
+    """Refuse anything that is not a new, empty or botmemory SQLite file; change nothing."""
+    if os.path.isdir(path):
+        raise StoreUnavailableError(f"{path!r} is a directory, not a SQLite database file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise StoreUnavailableError(f"cannot create {path!r}: directory {parent!r} does not exist")
+    if not os.path.exists(path):
+        if not os.access(parent, os.W_OK):
+            raise StoreUnavailableError(f"cannot create {path!r}: directory is not writable")
+        return
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(_HEADER))
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot read {path!r}: {exc}") from exc
+    if not header:
+        return  # a 0-byte file becomes a botmemory database
+    if header != _HEADER:
+        raise StoreUnavailableError(f"{path!r} is not a SQLite database; refusing to touch it")
+    if not os.access(path, os.W_OK):
+        raise StoreUnavailableError(f"{path!r} is read-only")
+    # immutable=1 reads without locks and creates no -wal/-shm/-journal files;
+    # a live WAL needs a normal read-only open to be seen.
+    mode = "ro" if os.path.exists(path + "-wal") else "ro&immutable=1"
+    uri = "file:" + _uri_path(path) + "?mode=" + mode
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            applied = 0
+            if _MIGRATIONS_TABLE in tables:
+                applied = conn.execute(f"SELECT coalesce(max(version), 0) FROM {_MIGRATIONS_TABLE}").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(f"cannot open {path!r} as SQLite: {exc}") from exc
+    if _MIGRATIONS_TABLE not in tables and {t for t in tables if not t.startswith("sqlite_")}:
+        raise StoreUnavailableError(
+            f"{path!r} is a SQLite database with other tables and no botmemory schema; refusing to touch it"
+        )
+    if applied > len(MIGRATIONS):
+        raise StoreUnavailableError(
+            f"{path!r} has schema version {applied}, newer than this botmemory ({len(MIGRATIONS)}); upgrade botmemory"
+        )
+
+
+def _uri_path(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(os.path.abspath(path))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {_MIGRATIONS_TABLE} "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        applied = conn.execute(f"SELECT coalesce(max(version), 0) FROM {_MIGRATIONS_TABLE}").fetchone()[0]
+        if applied > len(MIGRATIONS):
+            raise StoreUnavailableError(f"schema version {applied} is newer than this botmemory ({len(MIGRATIONS)})")
+        for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+            if version <= applied:
+                continue
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {_MIGRATIONS_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SQLiteBackend(Backend):
+    """SQLite file shared by any number of threads and processes."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str, *, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._writer: _Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str, *, timeout: float = 30.0) -> SQLiteBackend:
+        """Check, create or migrate the file at ``path`` and start the writer."""
+        backend = cls(path, timeout=timeout)
+        await asyncio.to_thread(backend._open_sync)
+        return backend
+
+    def _open_sync(self) -> None:
+        _check_file(self.path)
+        existed = os.path.exists(self.path)
+        try:
+            writer = _Writer(self.path, self.timeout)
+        except sqlite3.Error as exc:
+            raise _translate(exc, "open") from exc
+        try:
+            _migrate(writer.conn)
+            reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA query_only = ON")
+        except BaseException as exc:
+            writer.conn.close()
+            if not existed:
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    try:
+                        os.unlink(self.path + suffix)
+                    except OSError:
+                        pass
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, "open") from exc
+            raise
+        self._writer = writer
+        self._reader = reader
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="botmemory-sqlite-reader")
+        writer.start()
+
+    # -- plumbing ----------------------------------------------------------
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        writer = self._writer
+        if writer is None or self._closed:
+            raise StoreUnavailableError("the SQLite store is closed")
+        job = _Job(fn, asyncio.get_running_loop())
+        writer.jobs.put(job)
+        return job.future
+
+    def _pooled_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+        return conn
+
+    def _read_in_pool(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._pooled_conn())
+        except sqlite3.Error as exc:
+            raise _translate(exc, "read") from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        reader = self._reader
+        if reader is None or self._closed:
+            raise StoreUnavailableError("the SQLite store is closed")
+        if self._reader_lock.acquire(blocking=False):
+            try:
+                return fn(reader)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise _translate(exc, "read") from exc
+            except sqlite3.Error as exc:
+                raise _translate(exc, "read") from exc
+            finally:
+                self._reader_lock.release()
+        assert self._pool is not None
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read_in_pool, fn)
+
+    # -- reads -------------------------------------------------------------
+    async def get(self, ns: str, key: str, now: float) -> Row | None:
+        def q(conn: sqlite3.Connection) -> Row | None:
+            r = conn.execute(_SELECT_ROW + " AND " + _LIVE, (ns, key, now)).fetchone()
+            return None if r is None else Row(r[0], r[1], r[2], r[3], r[4])
+
+        return await self._read(q)
+
+    async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
+        keys = list(dict.fromkeys(keys))
+
+        def q(conn: sqlite3.Connection) -> list[Row]:
+            out: list[Row] = []
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                out.extend(
+                    _row(r)
+                    for r in conn.execute(
+                        "SELECT key, value, version, expires_at, modified_at FROM kv "
+                        f"WHERE ns = ? AND key IN ({marks}) AND {_LIVE}",
+                        (ns, *chunk, now),
+                    )
+                )
+            return out
+
+        return await self._read(q) if keys else []
+
+    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+        sql, params = _range(ns, prefix, after)
+
+        def q(conn: sqlite3.Connection) -> list[str]:
+            return [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT key FROM kv WHERE {sql} AND {_LIVE} ORDER BY key LIMIT ?", (*params, now, limit)
+                )
+            ]
+
+        return await self._read(q)
+
+    async def count(self, ns: str, now: float) -> int:
+        return await self._read(lambda conn: _count(conn, ns, now))
+
+    async def namespaces(self) -> list[str]:
+        return await self._read(lambda conn: [r[0] for r in conn.execute("SELECT DISTINCT ns FROM kv ORDER BY ns")])
+
+    async def scan_expired(self, ns: str, prefix: str, now: float, limit: int) -> list[Row]:
+        sql, params = _range(ns, prefix, None)
+
+        def q(conn: sqlite3.Connection) -> list[Row]:
+            return [
+                _row(r)
+                for r in conn.execute(
+                    "SELECT key, value, version, expires_at, modified_at FROM kv "
+                    f"WHERE {sql} AND expires_at <= ? ORDER BY expires_at, key LIMIT ?",
+                    (*params, now, limit),
+                )
+            ]
+
+        return await self._read(q)
+
+    # -- writes ------------------------------------------------------------
+    async def put(
+        self, ns: str, key: str, value: bytes, expires_at: float | None | Keep, now: float, max_keys: int | None
+    ) -> int:
+        if max_keys is not None:
+            return await super().put(ns, key, value, expires_at, now, max_keys)
+        keep = expires_at is KEEP
+        params = (ns, key, value, None if keep else expires_at, now, keep)
+        version: int = await self._write(lambda conn: conn.execute(_PUT, params).fetchone()[0])
+        return version
+
+    async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
+        def job(conn: sqlite3.Connection) -> int | None:
+            r = conn.execute(_SELECT_ROW, (ns, key)).fetchone()
+            current = None if r is None or (r[3] is not None and r[3] <= now) else _row(r)
+            mutation = fn(current)
+            if mutation is None:
+                return None
+            if current is None:
+                _check_quota(conn, ns, 1, now, max_keys)
+            expires = mutation.expires_at
+            if isinstance(expires, Keep):
+                expires = None if current is None else current.expires_at
+            version = 1 if current is None else current.version + 1
+            conn.execute(_UPSERT, (ns, key, mutation.value, version, expires, now))
+            return version
+
+        return await self._write(job)
+
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, bytes]], expires_at: float | None, now: float, max_keys: int | None
+    ) -> list[int]:
+        items = list(items)
+
+        def job(conn: sqlite3.Connection) -> list[int]:
+            if max_keys is not None:
+                keys = list(dict.fromkeys(k for k, _ in items))
+                live = 0
+                for i in range(0, len(keys), _CHUNK):
+                    chunk = keys[i : i + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    live += conn.execute(
+                        f"SELECT count(*) FROM kv WHERE ns = ? AND key IN ({marks}) AND {_LIVE}", (ns, *chunk, now)
+                    ).fetchone()[0]
+                _check_quota(conn, ns, len(keys) - live, now, max_keys)
+            return [conn.execute(_PUT, (ns, k, v, expires_at, now, False)).fetchone()[0] for k, v in items]
+
+        return await self._write(job)
+
+    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+        keys = list(dict.fromkeys(keys))
+
+        def job(conn: sqlite3.Connection) -> int:
+            live = 0
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for (exp,) in conn.execute(
+                    f"DELETE FROM kv WHERE ns = ? AND key IN ({marks}) RETURNING expires_at", (ns, *chunk)
+                ).fetchall():
+                    live += exp is None or exp > now
+            return live
+
+        return await self._write(job) if keys else 0
+
+    async def delete_prefix(self, ns: str, prefix: str, now: float) -> int:
+        sql, params = _range(ns, prefix, None)
+
+        def job(conn: sqlite3.Connection) -> int:
+            live: int = conn.execute(f"SELECT count(*) FROM kv WHERE {sql} AND {_LIVE}", (*params, now)).fetchone()[0]
+            conn.execute(f"DELETE FROM kv WHERE {sql}", params)
+            return live
+
+        return await self._write(job)
+
+    async def set_expiry(self, ns: str, key: str, expires_at: float | None, now: float) -> bool:
+        extra = " AND expires_at IS NOT NULL" if expires_at is None else ""
+
+        def job(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                f"UPDATE kv SET expires_at = ? WHERE ns = ? AND key = ? AND {_LIVE}{extra}", (expires_at, ns, key, now)
+            )
+            return cur.rowcount > 0
+
+        return await self._write(job)
+
+    async def purge_expired(self, now: float, limit: int, ns: str | None = None) -> list[Purged]:
+        if ns is None:
+            # a range test, not LIKE: "_" is a LIKE wildcard
+            where = "expires_at <= ? AND NOT (ns >= ? AND ns < ?)"
+            params: tuple[Any, ...] = (now, PRIVATE_NS_PREFIX, prefix_upper_bound(PRIVATE_NS_PREFIX), limit)
+        else:
+            where = "expires_at <= ? AND ns = ?"
+            params = (now, ns, limit)
+
+        def job(conn: sqlite3.Connection) -> list[Purged]:
+            rows = conn.execute(
+                "DELETE FROM kv WHERE (ns, key) IN "
+                f"(SELECT ns, key FROM kv WHERE {where} ORDER BY expires_at LIMIT ?) "
+                "RETURNING ns, key, expires_at",
+                params,
+            ).fetchall()
+            return sorted((Purged(*r) for r in rows), key=lambda p: p.expires_at)
+
+        return await self._write(job)
+
+    # -- locks -------------------------------------------------------------
+    async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
+        def job(conn: sqlite3.Connection) -> LockLease | None:
+            r = conn.execute("SELECT owner, token, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
+            if r is not None and r[0] is not None and r[2] > now:
+                if r[0] != owner:
+                    return None
+                token = r[1]
+            else:
+                token = (r[1] if r is not None else 0) + 1
+            conn.execute(
+                "INSERT INTO locks (name, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
+                "expires_at = excluded.expires_at",
+                (name, owner, token, now + ttl),
+            )
+            return LockLease(name, owner, token, now + ttl)
+
+        return await self._write(job)
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        def job(conn: sqlite3.Connection) -> bool:
+            # Keep the row so the next grant's fencing token is larger.
+            cur = conn.execute("UPDATE locks SET owner = NULL WHERE name = ? AND owner = ?", (name, owner))
+            return cur.rowcount > 0
+
+        return await self._write(job)
+
+    # -- lifecycle ---------------------------------------------------------
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (used after erasure)."""
+        await self._write(lambda conn: None)
+
+        def job() -> None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(job)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.jobs.put(None)
+            await asyncio.to_thread(writer.join)
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "path": self.path}
+
+
+def _range(ns: str, prefix: str, after: str | None) -> tuple[str, tuple[Any, ...]]:
+    """An index-friendly WHERE clause for keys under a literal prefix (never LIKE/GLOB)."""
+    sql = "ns = ?"
+    params: list[Any] = [ns]
+    if after is not None and after >= prefix:
+        sql += " AND key > ?"
+        params.append(after)
+    elif prefix:
+        sql += " AND key >= ?"
+        params.append(prefix)
+    bound = prefix_upper_bound(prefix)
+    if bound is not None:
+        sql += " AND key < ?"
+        params.append(bound)
+    return sql, tuple(params)
+
+
+def _count(conn: sqlite3.Connection, ns: str, now: float) -> int:
+    n: int = conn.execute(f"SELECT count(*) FROM kv WHERE ns = ? AND {_LIVE}", (ns, now)).fetchone()[0]
+    return n
+
+
+def _check_quota(conn: sqlite3.Connection, ns: str, new: int, now: float, max_keys: int | None) -> None:
+    if max_keys is not None and new > 0 and _count(conn, ns, now) + new > max_keys:
+        raise QuotaExceededError(f"{ns!r} would hold more than {max_keys} keys")
+
+
+async def open_backend(url: str, **options: Any) -> SQLiteBackend:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+
+    Options: ``timeout`` (seconds to wait for the write lock, default 30).
+    """
+    from ..errors import InvalidInputError
+
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/") or len(rest) < 2 or "?" in rest or "#" in rest:
+        raise InvalidInputError(
+            f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    timeout = options.pop("timeout", 30.0)
+    if options:
+        raise InvalidInputError(f"unknown SQLite options: {sorted(options)}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return await SQLiteBackend.open(rest[1:], timeout=float(timeout))

@@ -1,0 +1,100 @@
+"""The botmemory exception tree.
+
+One root; backend exceptions (sqlite3, psycopg, redis) are translated into
+``StoreError`` subclasses at one seam per backend, with ``raise ... from exc``.
+
+::
+
+    BotMemoryError
+    ├── InvalidInputError (also ValueError)       # refused before anything is written
+    │   ├── InvalidKeyError
+    │   ├── InvalidPathError
+    │   ├── InvalidExpiryError
+    │   ├── ValueTypeError (also TypeError)
+    │   └── ValueTooLargeError
+    ├── KeyNotFoundError (also KeyError)
+    ├── VersionConflictError
+    ├── QuotaExceededError
+    ├── LegalHoldError
+    └── StoreError
+        ├── StoreUnavailableError                  # cannot reach/open the backend
+        └── StoreTimeoutError
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BotMemoryError",
+    "InvalidExpiryError",
+    "InvalidInputError",
+    "InvalidKeyError",
+    "InvalidPathError",
+    "KeyNotFoundError",
+    "LegalHoldError",
+    "QuotaExceededError",
+    "StoreError",
+    "StoreTimeoutError",
+    "StoreUnavailableError",
+    "ValueTooLargeError",
+    "ValueTypeError",
+    "VersionConflictError",
+]
+
+
+class BotMemoryError(Exception):
+    """Root of every error botmemory raises on purpose."""
+
+
+class InvalidInputError(BotMemoryError, ValueError):
+    """The call was refused before anything was written."""
+
+
+class InvalidKeyError(InvalidInputError):
+    """A key, prefix, bot id, user id, conversation id or variable name is invalid."""
+
+
+class InvalidPathError(InvalidInputError):
+    """A JSON path is malformed or out of range."""
+
+
+class InvalidExpiryError(InvalidInputError):
+    """An expiry is not one of the accepted forms, or is out of range."""
+
+
+class ValueTypeError(InvalidInputError, TypeError):
+    """A value is not JSON of the accepted kinds, or an operation met the wrong type."""
+
+
+class ValueTooLargeError(InvalidInputError):
+    """A value is larger or deeper than the store's limits."""
+
+
+class KeyNotFoundError(BotMemoryError, KeyError):
+    """The key (or bot) does not exist, or has expired."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class VersionConflictError(BotMemoryError):
+    """A compare-and-set found another version than the one expected."""
+
+
+class QuotaExceededError(BotMemoryError):
+    """A write would create more keys than the bot's quota allows."""
+
+
+class LegalHoldError(BotMemoryError):
+    """The user is under legal hold: their data cannot be erased."""
+
+
+class StoreError(BotMemoryError):
+    """The backend failed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The backend cannot be reached or opened."""
+
+
+class StoreTimeoutError(StoreError):
+    """The backend did not answer in time."""

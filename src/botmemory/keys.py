@@ -1,0 +1,296 @@
+"""Identifiers, key validation, the dialog-memory key layout and literal prefixes.
+
+Keys are taken exactly as given: no Unicode normalisation, no case folding,
+no trimming. What is refused is what some backend, log or terminal would
+mangle: control characters (PostgreSQL cannot store NUL; newlines forge log
+lines), U+2028/U+2029, lone surrogates (not encodable as UTF-8) and
+leading/trailing whitespace (which some layer would trim silently).
+
+Dialog memory lives in the bot's KVS under the Botpress layout
+``storage/users/<user_id>/<name>``, ``storage/conversation/<id>/<name>`` and
+``storage/global/<name>``, every id and name percent-encoded so that ``/``,
+``..`` or ``%`` in an id can never reach another user's or scope's keys.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote_to_bytes
+
+from botmemory.errors import InvalidKeyError
+
+__all__ = [
+    "CONVERSATION_PREFIX",
+    "GLOBAL_NS",
+    "GLOBAL_PREFIX",
+    "USERS_PREFIX",
+    "conversation_prefix",
+    "conversation_variable_key",
+    "decode_component",
+    "encode_component",
+    "global_variable_key",
+    "parse_memory_key",
+    "prefix_upper_bound",
+    "user_prefix",
+    "user_variable_key",
+    "validate_bot_id",
+    "validate_key",
+    "validate_prefix",
+]
+
+GLOBAL_NS = "__global__"
+"""The namespace of the server-wide KVS; never a valid bot id."""
+
+USERS_PREFIX = "storage/users/"
+CONVERSATION_PREFIX = "storage/conversation/"
+GLOBAL_PREFIX = "storage/global/"
+
+_MAX_PREFIX_BYTES = 65_536
+
+_BOT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", re.ASCII)
+
+# C0, DEL, C1, LINE/PARAGRAPH SEPARATOR, and lone surrogates.
+_FORBIDDEN_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+_UNRESERVED_RE = re.compile(r"[A-Za-z0-9._~-]*", re.ASCII)
+_ENCODED_RE = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})*", re.ASCII)
+
+
+def _show(value: object) -> str:
+    # repr escapes every control character, so a key can never forge a log line.
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_characters(text: str, what: str) -> None:
+    bad = _FORBIDDEN_RE.search(text)
+    if bad is not None:
+        raise InvalidKeyError(
+            f"invalid {what} {_show(text)}: contains U+{ord(bad.group()):04X} "
+            "(control characters, U+2028/U+2029 and lone surrogates are not allowed)"
+        )
+
+
+def _check_bytes(text: str, max_bytes: int, what: str) -> None:
+    # UTF-8 takes at most 4 bytes a code point: most keys need no encoding.
+    if len(text) * 4 <= max_bytes:
+        return
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidKeyError(f"{what} is {size} bytes, more than the {max_bytes} allowed")
+
+
+def validate_bot_id(bot_id: object) -> str:
+    """Check a bot id: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``.
+
+    Args:
+        bot_id: the bot id as given.
+
+    Returns:
+        The bot id, unchanged.
+
+    Raises:
+        InvalidKeyError: when it is not a str matching the pattern (so
+            ``__global__``, ``../x`` and ``a/b`` are refused).
+    """
+    if isinstance(bot_id, str) and _BOT_ID_RE.fullmatch(bot_id):
+        return bot_id
+    raise InvalidKeyError(
+        f"invalid bot id {_show(bot_id)}: must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}"
+    )
+
+
+def validate_key(key: object, max_bytes: int | None, what: str = "key") -> str:
+    """Check a key, user id, conversation id or variable name.
+
+    Args:
+        key: the value as given; taken exactly, without normalisation.
+        max_bytes: the most UTF-8 bytes allowed, or None for no limit.
+        what: the noun used in error messages ("key", "user id", ...).
+
+    Returns:
+        The key, unchanged.
+
+    Raises:
+        InvalidKeyError: when it is not a str, is empty, contains a control
+            character (C0, DEL, C1), U+2028/U+2029 or a lone surrogate,
+            starts or ends with whitespace, or is longer than ``max_bytes``.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"invalid {what}: must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError(f"invalid {what}: must not be empty")
+    _check_characters(key, what)
+    if key[0].isspace() or key[-1].isspace():
+        raise InvalidKeyError(
+            f"invalid {what} {_show(key)}: must not start or end with whitespace"
+        )
+    if max_bytes is not None:
+        _check_bytes(key, max_bytes, what)
+    return key
+
+
+def validate_prefix(prefix: object) -> str:
+    """Check a literal key prefix for listing or deleting keys.
+
+    A prefix follows the key rules, except that it may be empty and may end
+    in whitespace (a key may contain spaces, so ``"my "`` is a useful
+    prefix); it is never stripped.
+
+    Args:
+        prefix: the prefix as given.
+
+    Returns:
+        The prefix, unchanged.
+
+    Raises:
+        InvalidKeyError: when it is not a str, contains a forbidden
+            character, starts with whitespace or is more than 64 KiB.
+    """
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(f"invalid prefix: must be a str, not {type(prefix).__name__}")
+    if not prefix:
+        return prefix
+    _check_characters(prefix, "prefix")
+    if prefix[0].isspace():
+        raise InvalidKeyError(f"invalid prefix {_show(prefix)}: must not start with whitespace")
+    _check_bytes(prefix, _MAX_PREFIX_BYTES, "prefix")
+    return prefix
+
+
+def encode_component(s: str) -> str:
+    """Percent-encode one id or name for the memory key layout (RFC 3986).
+
+    Keeps only the unreserved characters ``A-Z a-z 0-9 - . _ ~``; every other
+    character becomes its UTF-8 bytes as ``%XX`` with upper-case hex, so the
+    result never contains ``/``.
+
+    Args:
+        s: a validated id or name (no lone surrogates).
+
+    Returns:
+        The encoded component.
+    """
+    if _UNRESERVED_RE.fullmatch(s):
+        return s
+    return quote(s, safe="")
+
+
+def decode_component(s: str) -> str:
+    """Invert :func:`encode_component`.
+
+    Only the exact output of :func:`encode_component` is accepted, so that a
+    key maps to one id and back: ``%41`` (for ``A``), lower-case hex and
+    percent-encoded invalid UTF-8 are refused.
+
+    Args:
+        s: an encoded component.
+
+    Returns:
+        The decoded id or name.
+
+    Raises:
+        InvalidKeyError: when ``s`` is not something encode_component returns.
+    """
+    if "%" not in s:
+        if _UNRESERVED_RE.fullmatch(s):
+            return s
+    elif _ENCODED_RE.fullmatch(s):
+        try:
+            decoded = unquote_to_bytes(s).decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if quote(decoded, safe="") == s:
+                return decoded
+    raise InvalidKeyError(f"invalid encoded component {_show(s)}")
+
+
+def user_variable_key(user_id: str, name: str) -> str:
+    """The KVS key of a user variable (ids are not validated here)."""
+    return f"{USERS_PREFIX}{encode_component(user_id)}/{encode_component(name)}"
+
+
+def user_prefix(user_id: str) -> str:
+    """The KVS prefix of all of one user's variables."""
+    return f"{USERS_PREFIX}{encode_component(user_id)}/"
+
+
+def conversation_variable_key(conversation_id: str, name: str) -> str:
+    """The KVS key of a conversation variable (ids are not validated here)."""
+    return f"{CONVERSATION_PREFIX}{encode_component(conversation_id)}/{encode_component(name)}"
+
+
+def conversation_prefix(conversation_id: str) -> str:
+    """The KVS prefix of all of one conversation's variables."""
+    return f"{CONVERSATION_PREFIX}{encode_component(conversation_id)}/"
+
+
+def global_variable_key(name: str) -> str:
+    """The KVS key of a bot-global variable (the name is not validated here)."""
+    return f"{GLOBAL_PREFIX}{encode_component(name)}"
+
+
+def _decode_id(s: str) -> str | None:
+    try:
+        decoded = decode_component(s)
+        # An id the memory API would refuse was not written by it.
+        validate_key(decoded, None)
+    except InvalidKeyError:
+        return None
+    return decoded
+
+
+def parse_memory_key(key: str) -> tuple[str, str | None, str] | None:
+    """Split a KVS key of the dialog-memory layout into scope, id and name.
+
+    Args:
+        key: any KVS key.
+
+    Returns:
+        ``("user", user_id, name)``, ``("conversation", conversation_id,
+        name)`` or ``("global", None, name)``; None for any key that the
+        memory layout functions could not have built from valid ids.
+    """
+    if key.startswith(USERS_PREFIX):
+        scope, rest = "user", key[len(USERS_PREFIX) :]
+    elif key.startswith(CONVERSATION_PREFIX):
+        scope, rest = "conversation", key[len(CONVERSATION_PREFIX) :]
+    elif key.startswith(GLOBAL_PREFIX):
+        name = _decode_id(key[len(GLOBAL_PREFIX) :])
+        return None if name is None else ("global", None, name)
+    else:
+        return None
+    owner_part, slash, name_part = rest.partition("/")
+    if not slash:
+        return None
+    owner = _decode_id(owner_part)
+    name = _decode_id(name_part)  # a second "/" makes this fail: encoded names have none
+    if owner is None or name is None:
+        return None
+    return scope, owner, name
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string that starts with ``prefix``.
+
+    For range scans ``key >= prefix AND key < bound`` in code point order
+    (= UTF-8 byte order), which need no LIKE/GLOB and so no escaping of
+    ``%``, ``_``, ``*`` or ``[``.
+
+    Args:
+        prefix: a literal prefix.
+
+    Returns:
+        The bound, or None when there is none (an empty prefix, or one made
+        only of U+10FFFF): scan to the end.
+    """
+    end = len(prefix)
+    while end:
+        code = ord(prefix[end - 1])
+        if code != 0x10FFFF:
+            # Surrogates cannot be stored (nor encoded as UTF-8): skip them.
+            following = 0xE000 if code == 0xD7FF else code + 1
+            return prefix[: end - 1] + chr(following)
+        end -= 1
+    return None

@@ -1,0 +1,350 @@
+"""The KVS API over a backend: validation, encoding, expiry, versions.
+
+One ``KVS`` serves one namespace: a bot's store (``bot.kvs``) or the
+server-wide one (``store.global_kvs``). Everything here is derived from the
+backend's few primitives, so every backend behaves alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .backends.base import KEEP, Backend, Keep, Mutation, Row
+from .clock import Clock
+from .codec import decode, encode
+from .errors import (
+    InvalidExpiryError,
+    InvalidInputError,
+    KeyNotFoundError,
+    ValueTypeError,
+    VersionConflictError,
+)
+from .expiry import expires_at
+from .keys import validate_key, validate_prefix
+from .limits import Limits
+from .paths import Segment, get_path, incr_value, parse_path, set_path
+
+__all__ = ["KVS", "Entry"]
+
+_PAGE: Final = 500
+_MISSING: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored value with its metadata; times are epoch seconds."""
+
+    key: str
+    value: Any
+    version: int
+    expires_at: float | None
+    modified_at: float
+
+
+def _entry(row: Row) -> Entry:
+    return Entry(row.key, decode(row.value), row.version, row.expires_at, row.modified_at)
+
+
+def _check_amount(amount: object) -> int | float:
+    if type(amount) is int:
+        return amount
+    if type(amount) is float and math.isfinite(amount):
+        return amount
+    raise ValueTypeError(f"incr amount must be an int or a finite float, got {type(amount).__name__}")
+
+
+def _check_version(if_version: object) -> int:
+    if type(if_version) is not int or if_version < 0:
+        raise InvalidInputError(f"if_version must be an int >= 0, got {if_version!r}")
+    return if_version
+
+
+def _check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if type(limit) is not int or limit <= 0:
+        raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
+    return limit
+
+
+class KVS:
+    """Key-value storage with expiry for one namespace.
+
+    Keys are strings; values are JSON. See the table in the API spec: every
+    write bumps the key's version, expired keys are never returned.
+    """
+
+    sync_handle = True  # the sync facade wraps it (botmemory.sync)
+    __slots__ = ("_backend", "_clock", "_limits", "_max_keys", "namespace")
+
+    def __init__(self, backend: Backend, namespace: str, clock: Clock, limits: Limits, *, quota: bool = True) -> None:
+        self._backend = backend
+        self._clock = clock
+        self._limits = limits
+        self._max_keys = limits.max_keys_per_bot if quota else None
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"<KVS {self.namespace!r} on {self._backend.name}>"
+
+    # -- key checks: callers' writes obey max_key_bytes; reads also take the
+    # longer keys dialog memory builds.
+    def _wkey(self, key: object) -> str:
+        return validate_key(key, self._limits.max_key_bytes)
+
+    @staticmethod
+    def _rkey(key: object) -> str:
+        return validate_key(key, None)
+
+    @staticmethod
+    def _expiry(expiry: object, keep: bool, now: float) -> float | None | Keep:
+        return KEEP if keep else expires_at(expiry, now)
+
+    # -- reads -------------------------------------------------------------
+    async def get(self, key: str, path: Any = None, *, default: Any = None) -> Any:
+        """The value at ``key`` (or the part at ``path``); ``default`` when absent.
+
+        Args:
+            key: the key.
+            path: optional JSON path (``"a.b[0]"`` or a tuple of segments).
+            default: returned when the key is missing or expired, or the path leads nowhere.
+
+        Raises:
+            InvalidKeyError: bad key. InvalidPathError: bad path.
+        """
+        return await self._get(self._rkey(key), None if path is None else parse_path(path), default)
+
+    async def _get(self, key: str, segments: tuple[Segment, ...] | None, default: Any = None) -> Any:
+        row = await self._backend.get(self.namespace, key, self._clock.now())
+        if row is None:
+            return default
+        value = decode(row.value)
+        if segments is None:
+            return value
+        found, part = get_path(value, segments)
+        return part if found else default
+
+    async def get_entry(self, key: str) -> Entry | None:
+        """The value with its version and times, or None when missing or expired."""
+        row = await self._backend.get(self.namespace, self._rkey(key), self._clock.now())
+        return None if row is None else _entry(row)
+
+    async def exists(self, key: str) -> bool:
+        """True for any live stored value, including ``0``, ``False``, ``""`` and ``None``."""
+        return await self._backend.get(self.namespace, self._rkey(key), self._clock.now()) is not None
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Live keys among ``keys`` with their values, in the order asked."""
+        wanted = [self._rkey(k) for k in _iter_keys(keys)]
+        return await self._get_many(wanted)
+
+    async def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        rows = {r.key: r for r in await self._backend.get_many(self.namespace, keys, self._clock.now())}
+        return {k: decode(rows[k].value) for k in keys if k in rows}
+
+    def keys(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
+        """Live keys starting with the literal ``prefix``, in code point order, streamed in pages."""
+        return self._keys(validate_prefix(prefix), _check_limit(limit))
+
+    async def _keys(self, prefix: str, limit: int | None = None) -> AsyncIterator[str]:
+        after: str | None = None
+        left = limit
+        while left is None or left > 0:
+            page = _PAGE if left is None else min(_PAGE, left)
+            batch = await self._backend.scan(self.namespace, prefix, after, page, self._clock.now())
+            for key in batch:
+                yield key
+            if len(batch) < page:
+                return
+            after = batch[-1]
+            if left is not None:
+                left -= len(batch)
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left; None when the key never expires.
+
+        Raises:
+            KeyNotFoundError: the key is missing or expired.
+        """
+        key = self._rkey(key)
+        now = self._clock.now()
+        row = await self._backend.get(self.namespace, key, now)
+        if row is None:
+            raise KeyNotFoundError(f"key {key!r} does not exist")
+        return None if row.expires_at is None else row.expires_at - now
+
+    # -- writes ------------------------------------------------------------
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        path: Any = None,
+        expiry: Any = None,
+        *,
+        keep_ttl: bool = False,
+        if_version: int | None = None,
+    ) -> int:
+        """Store ``value`` at ``key`` (or at ``path`` inside it); returns the new version.
+
+        Args:
+            key: the key (≤ max_key_bytes).
+            value: JSON value.
+            path: update one part of the stored value atomically.
+            expiry: see the Expiry rules; without one the key's expiry is
+                removed, unless ``keep_ttl`` or a ``path`` is given.
+            keep_ttl: keep the current expiry.
+            if_version: compare-and-set: write only if the current version is
+                this (0: only if absent or expired).
+
+        Raises:
+            VersionConflictError: ``if_version`` did not match.
+            InvalidInputError and subclasses: refused, nothing written.
+        """
+        return await self._set(
+            self._wkey(key), value, None if path is None else parse_path(path), expiry, keep_ttl, if_version
+        )
+
+    async def _set(
+        self,
+        key: str,
+        value: Any,
+        segments: tuple[Segment, ...] | None,
+        expiry: Any,
+        keep_ttl: bool = False,
+        if_version: int | None = None,
+    ) -> int:
+        now = self._clock.now()
+        if keep_ttl and expiry is not None:
+            raise InvalidInputError("expiry and keep_ttl=True cannot be combined")
+        # a path set without an expiry keeps the key's expiry, like incr
+        exp = self._expiry(expiry, keep_ttl or (segments is not None and expiry is None), now)
+        expected = None if if_version is None else _check_version(if_version)
+        limits = self._limits
+        data = encode(value, limits)  # also validates the part written at a path
+        if segments is None and expected is None:
+            return await self._backend.put(self.namespace, key, data, exp, now, self._max_keys)
+
+        def change(row: Row | None) -> Mutation:
+            if expected is not None:
+                current = 0 if row is None else row.version
+                if current != expected:
+                    raise VersionConflictError(f"key {key!r} is at version {current}, not {expected}")
+            if segments is None:
+                return Mutation(data, exp)
+            root = None if row is None else decode(row.value)
+            return Mutation(encode(set_path(root, segments, value, missing_root=row is None), limits), exp)
+
+        version = await self._backend.mutate(self.namespace, key, change, now, self._max_keys)
+        assert version is not None
+        return version
+
+    async def set_if_absent(self, key: str, value: Any, *, expiry: Any = None) -> bool:
+        """Store ``value`` only if no live value exists; True when it was stored."""
+        key = self._wkey(key)
+        now = self._clock.now()
+        exp = expires_at(expiry, now)
+        mutation = Mutation(encode(value, self._limits), exp)
+        version = await self._backend.mutate(
+            self.namespace, key, lambda row: mutation if row is None else None, now, self._max_keys
+        )
+        return version is not None
+
+    async def incr(self, key: str, amount: int | float = 1, *, path: Any = None) -> int | float:
+        """Add ``amount`` atomically; a missing key or path counts as 0. Returns the new number.
+
+        Raises:
+            ValueTypeError: the stored value is not a number (bools and null
+                included) or the result leaves the 64-bit integer range.
+        """
+        return await self._incr(self._wkey(key), amount, None if path is None else parse_path(path))
+
+    async def _incr(self, key: str, amount: object, segments: tuple[Segment, ...] | None) -> int | float:
+        step = _check_amount(amount)
+        limits = self._limits
+        result: list[int | float] = []
+
+        def change(row: Row | None) -> Mutation:
+            root = _MISSING if row is None else decode(row.value)
+            if segments is None:
+                number = incr_value(root is not _MISSING, None if root is _MISSING else root, step)
+                new_root: Any = number
+            else:
+                base = None if root is _MISSING else root
+                found, current = (False, None) if root is _MISSING else get_path(base, segments)
+                number = incr_value(found, current, step)
+                new_root = set_path(base, segments, number, missing_root=root is _MISSING)
+            result[:] = [number]
+            return Mutation(encode(new_root, limits), KEEP)
+
+        await self._backend.mutate(self.namespace, key, change, self._clock.now(), self._max_keys)
+        return result[0]
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; True when a live value existed."""
+        return await self._delete([self._rkey(key)]) > 0
+
+    async def _delete(self, keys: list[str]) -> int:
+        return await self._backend.delete(self.namespace, keys, self._clock.now()) if keys else 0
+
+    async def _delete_prefix(self, prefix: str) -> int:
+        return await self._backend.delete_prefix(self.namespace, prefix, self._clock.now())
+
+    async def set_many(self, mapping: Mapping[str, Any], *, expiry: Any = None) -> list[int]:
+        """Store several keys, all or nothing; the new versions in the mapping's order."""
+        if not isinstance(mapping, Mapping):
+            raise InvalidInputError(f"set_many takes a mapping, got {type(mapping).__name__}")
+        items = [(self._wkey(k), encode(v, self._limits)) for k, v in mapping.items()]
+        if not items:
+            return []
+        now = self._clock.now()
+        return await self._backend.put_many(self.namespace, items, expires_at(expiry, now), now, self._max_keys)
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete several keys; the number of live keys deleted."""
+        return await self._delete([self._rkey(k) for k in _iter_keys(keys)])
+
+    async def delete_prefix(self, prefix: str, *, all: bool = False) -> int:  # noqa: A002 - the spec's name
+        """Delete every key under the literal ``prefix`` in this KVS only (live and expired).
+
+        Returns the number of live keys deleted. An empty prefix needs ``all=True``.
+        """
+        prefix = validate_prefix(prefix)
+        if not prefix and all is not True:
+            raise InvalidInputError("delete_prefix with an empty prefix deletes everything: pass all=True")
+        return await self._delete_prefix(prefix)
+
+    async def expire(self, key: str, expiry: Any) -> bool:
+        """Set the expiry of a live key (version unchanged); False when missing."""
+        key = self._rkey(key)
+        if expiry is None or expiry == "never":
+            raise InvalidExpiryError("expire() needs an expiry; use persist() to remove one")
+        now = self._clock.now()
+        return await self._backend.set_expiry(self.namespace, key, expires_at(expiry, now), now)
+
+    async def persist(self, key: str) -> bool:
+        """Remove the expiry; False when the key is missing or had none."""
+        return await self._backend.set_expiry(self.namespace, self._rkey(key), None, self._clock.now())
+
+    # -- Botpress names ------------------------------------------------------
+    async def get_storage_with_expiry(self, key: str) -> Any:
+        """Botpress ``getStorageWithExpiry``: the live value or None."""
+        return await self.get(key)
+
+    async def set_storage_with_expiry(self, key: str, value: Any, expiry: Any = None) -> int:
+        """Botpress ``setStorageWithExpiry``."""
+        return await self.set(key, value, expiry=expiry)
+
+    async def remove_storage_keys_starting_with(self, prefix: str) -> int:
+        """Botpress ``removeStorageKeysStartingWith``, scoped to this bot only."""
+        return await self.delete_prefix(prefix)
+
+
+def _iter_keys(keys: Iterable[str]) -> Iterable[Any]:
+    if isinstance(keys, str | bytes) or not isinstance(keys, Iterable):
+        raise InvalidInputError(f"expected an iterable of keys, got {type(keys).__name__}")
+    return keys

@@ -1,0 +1,156 @@
+"""Dialog memory: user, conversation and global variables of one bot.
+
+Variables live in the bot's KVS under the Botpress key layout
+``storage/users/<user_id>/<name>``, ``storage/conversation/<conversation_id>/<name>``
+and ``storage/global/<name>``, with every id and name percent-encoded, so no
+id can reach another user's or scope's data, and KVS prefix operations,
+export and erasure see memory too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .keys import (
+    GLOBAL_PREFIX,
+    conversation_prefix,
+    decode_component,
+    encode_component,
+    user_prefix,
+    validate_key,
+)
+from .kvs import KVS
+
+__all__ = ["DialogMemory", "Scope"]
+
+
+class Scope:
+    """The variables of one user, one conversation, or the bot's global scope."""
+
+    sync_handle = True  # the sync facade wraps it (botmemory.sync)
+    __slots__ = ("_kvs", "_max_id", "prefix", "scope")
+
+    def __init__(self, kvs: KVS, scope: str, prefix: str, max_id_bytes: int) -> None:
+        self._kvs = kvs
+        self._max_id = max_id_bytes
+        self.scope = scope
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.scope} {self.prefix!r}>"
+
+    def key(self, name: str) -> str:
+        """The KVS key of variable ``name`` (validated)."""
+        return self.prefix + encode_component(validate_key(name, self._max_id, "variable name"))
+
+    async def get(self, name: str, default: Any = None) -> Any:
+        """The variable's value, or ``default`` when unset or expired."""
+        return await self._kvs._get(self.key(name), None, default)
+
+    async def set(self, name: str, value: Any, expiry: Any = None) -> int:
+        """Set the variable; returns its new version. ``expiry`` as in the KVS."""
+        return await self._kvs._set(self.key(name), value, None, expiry)
+
+    async def delete(self, name: str) -> bool:
+        """Delete the variable; True when it was set."""
+        return await self._kvs._delete([self.key(name)]) > 0
+
+    async def incr(self, name: str, amount: int | float = 1) -> int | float:
+        """Add ``amount`` atomically (unset counts as 0); returns the new number."""
+        return await self._kvs._incr(self.key(name), amount, None)
+
+    async def items(self) -> dict[str, Any]:
+        """Every live variable of the scope, by name."""
+        keys = [k async for k in self._kvs._keys(self.prefix) if "/" not in k[len(self.prefix) :]]
+        values = await self._kvs._get_many(keys)
+        return {decode_component(k[len(self.prefix) :]): v for k, v in values.items()}
+
+    async def clear(self) -> int:
+        """Delete every key under the scope's prefix; the number of live keys deleted."""
+        return await self._kvs._delete_prefix(self.prefix)
+
+
+class DialogMemory:
+    """``bot.memory``: the three Botpress scopes over the bot's KVS."""
+
+    sync_handle = True  # the sync facade wraps it (botmemory.sync)
+    __slots__ = ("_kvs", "_max_id")
+
+    def __init__(self, kvs: KVS, max_id_bytes: int) -> None:
+        self._kvs = kvs
+        self._max_id = max_id_bytes
+
+    def _id(self, value: object, what: str) -> str:
+        return validate_key(value, self._max_id, what)
+
+    def user(self, user_id: str) -> Scope:
+        """The variables of one user (they survive conversations)."""
+        return Scope(self._kvs, "user", user_prefix(self._id(user_id, "user id")), self._max_id)
+
+    def conversation(self, conversation_id: str) -> Scope:
+        """The variables of one conversation (discarded when its session ends)."""
+        cid = self._id(conversation_id, "conversation id")
+        return Scope(self._kvs, "conversation", conversation_prefix(cid), self._max_id)
+
+    def global_scope(self) -> Scope:
+        """The bot's global variables, shared by all its users and conversations."""
+        return Scope(self._kvs, "global", GLOBAL_PREFIX, self._max_id)
+
+    def scope(self, scope: str, owner_id: str | None = None) -> Scope:
+        """A scope by name: ``"user"``, ``"conversation"`` (with an owner id) or ``"global"``."""
+        factories: dict[str, Callable[[], Scope]] = {
+            "user": lambda: self.user(owner_id),  # type: ignore[arg-type]
+            "conversation": lambda: self.conversation(owner_id),  # type: ignore[arg-type]
+            "global": self.global_scope,
+        }
+        if scope not in factories:
+            from .errors import InvalidInputError
+
+            raise InvalidInputError(f"unknown scope {scope!r}: expected user, conversation or global")
+        return factories[scope]()
+
+    # -- user ----------------------------------------------------------------
+    async def set_user_variable(self, user_id: str, name: str, value: Any, expiry: Any = None) -> int:
+        """Set a user variable; returns its new version."""
+        return await self.user(user_id).set(name, value, expiry)
+
+    async def get_user_variable(self, user_id: str, name: str, default: Any = None) -> Any:
+        """A user variable, or ``default``."""
+        return await self.user(user_id).get(name, default)
+
+    async def delete_user_variable(self, user_id: str, name: str) -> bool:
+        """Delete a user variable; True when it was set."""
+        return await self.user(user_id).delete(name)
+
+    # -- conversation ----------------------------------------------------------
+    async def set_conversation_variable(
+        self, conversation_id: str, name: str, value: Any, expiry: Any = None
+    ) -> int:
+        """Set a conversation variable; returns its new version."""
+        return await self.conversation(conversation_id).set(name, value, expiry)
+
+    async def get_conversation_variable(self, conversation_id: str, name: str, default: Any = None) -> Any:
+        """A conversation variable, or ``default``."""
+        return await self.conversation(conversation_id).get(name, default)
+
+    async def delete_conversation_variable(self, conversation_id: str, name: str) -> bool:
+        """Delete a conversation variable; True when it was set."""
+        return await self.conversation(conversation_id).delete(name)
+
+    async def end_conversation(self, conversation_id: str) -> int:
+        """Discard every variable of the conversation; returns how many were live."""
+        return await self.conversation(conversation_id).clear()
+
+    # -- global ----------------------------------------------------------------
+    async def set_global_variable(self, name: str, value: Any, expiry: Any = None) -> int:
+        """Set a global variable of this bot; returns its new version."""
+        return await self.global_scope().set(name, value, expiry)
+
+    async def get_global_variable(self, name: str, default: Any = None) -> Any:
+        """A global variable of this bot, or ``default``."""
+        return await self.global_scope().get(name, default)
+
+    async def delete_global_variable(self, name: str) -> bool:
+        """Delete a global variable; True when it was set."""
+        return await self.global_scope().delete(name)

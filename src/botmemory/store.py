@@ -1,0 +1,138 @@
+"""``open(url)``: a ``Store`` over one backend, and ``Bot`` handles."""
+
+from __future__ import annotations
+
+import importlib
+from types import TracebackType
+from typing import Any
+
+from .backends.base import Backend
+from .clock import Clock, SystemClock
+from .errors import InvalidInputError
+from .keys import GLOBAL_NS, validate_bot_id
+from .kvs import KVS
+from .limits import Limits
+from .memory import DialogMemory
+
+__all__ = ["BACKENDS", "DEFAULT_URL", "Bot", "Store", "open"]
+
+DEFAULT_URL = "sqlite:///./botmemory.db"
+
+#: URL scheme -> module whose ``open_backend(url, **options)`` opens it.
+#: Drivers are imported only when their scheme is used.
+BACKENDS: dict[str, str] = {
+    "memory": "botmemory.backends.memory",
+    "sqlite": "botmemory.backends.sqlite",
+    "postgresql": "botmemory.backends.postgres",
+    "postgres": "botmemory.backends.postgres",
+    "redis": "botmemory.backends.redis",
+    "rediss": "botmemory.backends.redis",
+}
+
+
+class Bot:
+    """A handle bound to one bot: its KVS and its dialog memory."""
+
+    sync_handle = True  # the sync facade wraps it (botmemory.sync)
+    __slots__ = ("_extras", "id", "kvs", "memory", "store")
+
+    def __init__(self, store: Store, bot_id: str) -> None:
+        self.store = store
+        self.id = bot_id
+        self.kvs = KVS(store.backend, bot_id, store.clock, store.limits)
+        self.memory = DialogMemory(self.kvs, store.limits.max_id_bytes)
+        self._extras: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<Bot {self.id!r}>"
+
+    @property
+    def users(self) -> Any:
+        """Export, erase and legal hold of users (``botmemory.retention``)."""
+        users = self._extras.get("users")
+        if users is None:
+            from .retention.users import Users
+
+            users = self._extras["users"] = Users(self)
+        return users
+
+
+class Store:
+    """Everything stored behind one URL: every bot, plus the server-wide KVS."""
+
+    def __init__(self, backend: Backend, *, clock: Clock | None = None, limits: Limits | None = None) -> None:
+        self.backend = backend
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.limits = limits if limits is not None else Limits()
+        self.global_kvs = KVS(backend, GLOBAL_NS, self.clock, self.limits, quota=False)
+        self._bots: dict[str, Bot] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Store {self.backend.describe()}>"
+
+    def bot(self, bot_id: str) -> Bot:
+        """The handle of bot ``bot_id`` (``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``)."""
+        handle = self._bots.get(bot_id) if isinstance(bot_id, str) else None
+        if handle is None:
+            handle = self._bots[validate_bot_id(bot_id)] = Bot(self, bot_id)
+        return handle
+
+    async def bots(self) -> list[str]:
+        """Ids of the bots that have stored data, sorted."""
+        return [ns for ns in await self.backend.namespaces() if not ns.startswith("__")]
+
+    async def purge_expired(self, *, limit: int = 1000) -> int:
+        """Delete up to ``limit`` expired entries of all bots; the number deleted."""
+        if type(limit) is not int or limit <= 0:
+            raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
+        return len(await self.backend.purge_expired(self.clock.now(), limit))
+
+    async def close(self) -> None:
+        """Close the backend; idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self.backend.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+async def open(  # noqa: A001 - the spec's name: botmemory.open(url)
+    url: str = DEFAULT_URL,
+    *,
+    clock: Clock | None = None,
+    limits: Limits | None = None,
+    **backend_options: Any,
+) -> Store:
+    """Open the store behind ``url``, creating or migrating its schema.
+
+    Args:
+        url: ``memory://``, ``sqlite:///rel.db``, ``sqlite:////abs.db``,
+            ``postgresql://…`` or ``redis://…``.
+        clock: any object with ``now() -> float``; every expiry decision uses it.
+        limits: size limits and quotas.
+        **backend_options: passed to the backend (e.g. ``timeout``).
+
+    Raises:
+        InvalidInputError: the URL or an option is malformed.
+        StoreUnavailableError: the backend cannot be opened; nothing was changed.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidInputError(f"bad store URL {url!r}: expected scheme://…")
+    scheme = url.split("://", 1)[0].lower()
+    module_name = BACKENDS.get(scheme)
+    if module_name is None:
+        raise InvalidInputError(f"unknown store URL scheme {scheme!r}: expected one of {sorted(set(BACKENDS))}")
+    if clock is not None and not callable(getattr(clock, "now", None)):
+        raise InvalidInputError("clock must have a now() method returning epoch seconds")
+    if limits is not None and not isinstance(limits, Limits):
+        raise InvalidInputError("limits must be a botmemory.Limits")
+    module = importlib.import_module(module_name)
+    backend: Backend = await module.open_backend(url, **backend_options)
+    return Store(backend, clock=clock, limits=limits)

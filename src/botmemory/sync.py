@@ -1,0 +1,138 @@
+"""The blocking facade: the async API run on a private event loop thread.
+
+``open_sync(url)`` returns a ``SyncStore`` whose handles mirror the async
+ones method for method; coroutines are run to completion and async
+iterators become iterators. There is one copy of the logic (the async one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .clock import Clock
+from .limits import Limits
+
+__all__ = ["SyncStore", "open_sync"]
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running forever on a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="botmemory-sync", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a botmemory sync facade cannot be called from its own event loop")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def iterate(self, it: AsyncIterator[T]) -> Iterator[T]:
+        while True:
+            try:
+                yield self.run(_anext(it))
+            except StopAsyncIteration:
+                return
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+        self.loop.close()
+
+
+async def _anext(it: AsyncIterator[T]) -> T:
+    return await it.__anext__()
+
+
+def _wrap(value: Any, runner: _LoopThread) -> Any:
+    if inspect.isawaitable(value):
+        value = runner.run(_await(value))
+    if isinstance(value, AsyncIterator):
+        return runner.iterate(value)
+    if getattr(type(value), "sync_handle", False):
+        return _SyncProxy(value, runner)
+    return value  # data (values, Entry, dicts) is returned as it is
+
+
+async def _await(aw: Any) -> Any:
+    return await aw
+
+
+class _SyncProxy:
+    """Mirrors an async handle: same attributes, blocking methods."""
+
+    __slots__ = ("_runner", "_target")
+
+    def __init__(self, target: Any, runner: _LoopThread) -> None:
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_runner", runner)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if callable(attr) and not isinstance(attr, type):
+            runner = self._runner
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return _wrap(attr(*args, **kwargs), runner)
+
+            call.__name__ = name
+            call.__doc__ = attr.__doc__
+            return call
+        return _wrap(attr, self._runner)
+
+    def __repr__(self) -> str:
+        return f"<sync {self._target!r}>"
+
+    def __dir__(self) -> list[str]:
+        return dir(self._target)
+
+
+class SyncStore(_SyncProxy):
+    """A ``Store`` with blocking methods; use as a context manager or call ``close()``."""
+
+    def close(self) -> None:
+        """Close the store and stop its loop thread; idempotent."""
+        runner: _LoopThread = self._runner
+        if runner.loop.is_closed():
+            return
+        try:
+            runner.run(self._target.close())
+        finally:
+            runner.stop()
+
+    def __enter__(self) -> SyncStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - best effort at interpreter shutdown
+            pass
+
+
+def open_sync(url: str | None = None, *, clock: Clock | None = None, limits: Limits | None = None, **options: Any) -> SyncStore:
+    """Blocking twin of ``botmemory.open``: same arguments, same API."""
+    from .store import DEFAULT_URL, open
+
+    runner = _LoopThread()
+    try:
+        store = runner.run(open(url if url is not None else DEFAULT_URL, clock=clock, limits=limits, **options))
+    except BaseException:
+        runner.stop()
+        raise
+    return SyncStore(store, runner)

@@ -1,0 +1,74 @@
+"""Open a store on each backend for tests: the fixtures' one source of truth.
+
+``BACKENDS`` names every backend the contract suite runs on. PostgreSQL and
+Redis tests are required when ``CI=true`` (an unreachable server fails the
+test) and are skipped with a one-line reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock
+from ..limits import Limits
+from ..store import Store, open
+
+__all__ = ["BACKENDS", "POSTGRES_URL", "REDIS_URL", "open_test_store", "server_missing", "unique_suffix"]
+
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+
+POSTGRES_URL = os.environ.get("BOTMEMORY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BOTMEMORY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+_PORTS = {"postgres": ("127.0.0.1", 5432), "redis": ("127.0.0.1", 6379)}
+
+
+def unique_suffix() -> str:
+    """A short random name for a schema or key prefix owned by one test."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+def server_missing(name: str) -> str | None:
+    """Why the server behind backend ``name`` cannot be used here, or None."""
+    if name not in _PORTS:
+        return None
+    host, port = _PORTS[name]
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return None
+    except OSError as exc:
+        return f"{name} is not reachable on {host}:{port} ({exc})"
+
+
+@asynccontextmanager
+async def open_test_store(
+    name: str, tmp_path: Path, *, clock: Clock | None = None, limits: Limits | None = None, **options: Any
+) -> AsyncIterator[Store]:
+    """A fresh, empty store on backend ``name``, removed afterwards."""
+    if name == "memory":
+        store = await open("memory://", clock=clock, limits=limits)
+    elif name == "sqlite":
+        store = await open(f"sqlite:///{tmp_path / 'test.db'}", clock=clock, limits=limits, **options)
+    elif name == "postgres":
+        options.setdefault("schema", unique_suffix())
+        store = await open(POSTGRES_URL, clock=clock, limits=limits, **options)
+    elif name == "redis":
+        options.setdefault("prefix", f"botmemory-test:{unique_suffix()}:")
+        store = await open(REDIS_URL, clock=clock, limits=limits, **options)
+    else:
+        raise ValueError(f"unknown backend {name!r}")
+    try:
+        yield store
+    finally:
+        drop = getattr(store.backend, "drop_everything", None)
+        try:
+            if name in ("postgres", "redis") and drop is not None:
+                await drop()
+        finally:
+            await store.close()
