@@ -6,7 +6,7 @@ import importlib
 from types import TracebackType
 from typing import Any
 
-from .backends.base import Backend
+from .backends.base import PRIVATE_NS_PREFIX, Backend
 from .clock import Clock, SystemClock
 from .errors import InvalidInputError
 from .keys import GLOBAL_NS, validate_bot_id
@@ -66,6 +66,7 @@ class Store:
         self.limits = limits if limits is not None else Limits()
         self.global_kvs = KVS(backend, GLOBAL_NS, self.clock, self.limits, quota=False)
         self._bots: dict[str, Bot] = {}
+        self._private: dict[str, KVS] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -77,6 +78,15 @@ class Store:
         if handle is None:
             handle = self._bots[validate_bot_id(bot_id)] = Bot(self, bot_id)
         return handle
+
+    def private_kvs(self, namespace: str) -> KVS:
+        """A KVS over a private namespace (``botmemory.namespaces``); no quota."""
+        if not namespace.startswith(PRIVATE_NS_PREFIX):
+            raise InvalidInputError(f"private namespaces start with {PRIVATE_NS_PREFIX!r}")
+        kvs = self._private.get(namespace)
+        if kvs is None:
+            kvs = self._private[namespace] = KVS(self.backend, namespace, self.clock, self.limits, quota=False)
+        return kvs
 
     async def bots(self) -> list[str]:
         """Ids of the bots that have stored data, sorted."""
