@@ -125,7 +125,9 @@ class SyncStore(_SyncProxy):
             pass
 
 
-def open_sync(url: str | None = None, *, clock: Clock | None = None, limits: Limits | None = None, **options: Any) -> SyncStore:
+def open_sync(
+    url: str | None = None, *, clock: Clock | None = None, limits: Limits | None = None, **options: Any
+) -> SyncStore:
     """Blocking twin of ``botmemory.open``: same arguments, same API."""
     from .store import DEFAULT_URL, open
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import QuotaExceededError
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, LockLease, MutateFn, Purged, Row
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
 
 __all__ = ["MemoryBackend"]
 
@@ -91,7 +91,10 @@ class MemoryBackend(Backend):
                 return []
             ordered = space.ordered()
             start = prefix if after is None or after < prefix else after
-            i = bisect.bisect_right(ordered, start) if after is not None and start == after else bisect.bisect_left(ordered, start)
+            if after is not None and start == after:
+                i = bisect.bisect_right(ordered, start)
+            else:
+                i = bisect.bisect_left(ordered, start)
             out: list[str] = []
             while i < len(ordered) and len(out) < limit:
                 key = ordered[i]
@@ -120,10 +123,9 @@ class MemoryBackend(Backend):
             if current is None:
                 self._check_quota(space, ns, 1, now, max_keys)
             expires = mutation.expires_at
-            if expires is KEEP:
+            if isinstance(expires, Keep):
                 expires = current.expires_at if current is not None else None
             version = 1 if current is None else current.version + 1
-            assert not isinstance(expires, type(KEEP))
             self._store(space, Row(key, mutation.value, version, expires, now))
             return version
 

@@ -165,14 +165,19 @@ class _Writer(threading.Thread):
                     stop = True
                     break
                 batch.append(job)
-            self._run(batch)
+            try:
+                self._run(batch)
+            except BaseException as exc:  # the writer must outlive any one batch
+                for job in batch:
+                    job.error = job.error or exc
+                self._send(batch)
         self.conn.close()
 
     def _run(self, batch: list[_Job]) -> None:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
+        except sqlite3.Error as exc:
             err = _translate(exc, "begin")
             for job in batch:
                 job.error = err
@@ -200,14 +205,14 @@ class _Writer(threading.Thread):
             conn.execute("COMMIT")
         except BaseException as exc:
             # Nothing of this batch was committed: every job fails alike.
-            err = _translate(exc, "commit") if isinstance(exc, sqlite3.Error) else exc
+            failure: BaseException = _translate(exc, "commit") if isinstance(exc, sqlite3.Error) else exc
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
             for job in batch:
-                job.error = err
+                job.error = failure
                 job.result = None
         self._send(batch)
 
@@ -456,7 +461,7 @@ class SQLiteBackend(Backend):
 
     # -- writes ------------------------------------------------------------
     async def put(
-        self, ns: str, key: str, value: bytes, expires_at: float | None | Keep, now: float, max_keys: int | None
+        self, ns: str, key: str, value: bytes, expires_at: float | Keep | None, now: float, max_keys: int | None
     ) -> int:
         if max_keys is not None:
             return await super().put(ns, key, value, expires_at, now, max_keys)
