@@ -96,6 +96,10 @@ have side effects; it may raise to abort without writing anything.
 """
 
 
+def _constant(mutation: Mutation) -> MutateFn:
+    return lambda _row: mutation
+
+
 class Backend(ABC):
     """Primitives a storage engine provides; the KVS derives the rest."""
 
@@ -168,6 +172,24 @@ class Backend(ABC):
         max_keys: int | None,
     ) -> list[int]:
         """Upsert several keys all-or-nothing; versions in the order given."""
+
+    async def restore(self, ns: str, rows: Sequence[Row]) -> None:
+        """Write rows exactly as given: value, version, expires_at and modified_at.
+
+        For ``botmemory load``, which must reproduce another store's entries
+        byte for byte; existing rows with the same keys are overwritten, no
+        quota applies. This default works on any backend through ``delete``
+        and ``mutate`` but costs ``version`` writes per row and is not atomic:
+        backends override it with one transaction per call.
+        """
+        for row in rows:
+            # mutate stamps modified_at with ``now``: pass the row's own, and
+            # write placeholders until the version counter reaches the row's.
+            await self.delete(ns, [row.key], row.modified_at)
+            placeholder = _constant(Mutation(b"null", None))
+            for _ in range(row.version - 1):
+                await self.mutate(ns, row.key, placeholder, row.modified_at, None)
+            await self.mutate(ns, row.key, _constant(Mutation(row.value, row.expires_at)), row.modified_at, None)
 
     @abstractmethod
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:

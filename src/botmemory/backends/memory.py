@@ -162,6 +162,12 @@ class MemoryBackend(Backend):
                 versions.append(version)
             return versions
 
+    async def restore(self, ns: str, rows: Sequence[Row]) -> None:
+        with self._lock:
+            space = self._space(ns)
+            for row in rows:
+                self._store(space, Row(*row))
+
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         with self._lock:
             space = self._spaces.get(ns)

@@ -508,6 +508,15 @@ class SQLiteBackend(Backend):
 
         return await self._write(job)
 
+    async def restore(self, ns: str, rows: Sequence[Row]) -> None:
+        params = [(ns, r.key, r.value, r.version, r.expires_at, r.modified_at) for r in rows]
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(_UPSERT, params)
+
+        if params:
+            await self._write(job)
+
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         keys = list(dict.fromkeys(keys))
 
