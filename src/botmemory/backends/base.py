@@ -68,7 +68,7 @@ class Mutation:
     """
 
     value: bytes
-    expires_at: float | None | Keep = KEEP
+    expires_at: float | Keep | None = KEEP
 
 
 class Purged(NamedTuple):
@@ -152,7 +152,7 @@ class Backend(ABC):
         ns: str,
         key: str,
         value: bytes,
-        expires_at: float | None | Keep,
+        expires_at: float | Keep | None,
         now: float,
         max_keys: int | None,
     ) -> int:
@@ -214,12 +214,16 @@ class Backend(ABC):
 
     @abstractmethod
     async def purge_expired(
-        self, now: float, limit: int, ns: str | None = None
+        self, now: float, limit: int, ns: str | None = None, keep: Sequence[tuple[str, str]] = ()
     ) -> list[Purged]:
         """Delete up to ``limit`` expired rows, oldest first.
 
         With ``ns=None``: of every namespace except those starting with
-        ``PRIVATE_NS_PREFIX``; otherwise of ``ns`` only.
+        ``PRIVATE_NS_PREFIX``; otherwise of ``ns`` only. Rows under any
+        ``(namespace, literal key prefix)`` pair of ``keep`` are left alone
+        (legal hold: a held user's expired data must survive); match them
+        with a range test, never LIKE. An empty prefix keeps the whole
+        namespace.
         """
 
     @abstractmethod

@@ -200,7 +200,12 @@ class MemoryBackend(Backend):
             space.rows[key] = row._replace(expires_at=expires_at)
             return True
 
-    async def purge_expired(self, now: float, limit: int, ns: str | None = None) -> list[Purged]:
+    async def purge_expired(
+        self, now: float, limit: int, ns: str | None = None, keep: Sequence[tuple[str, str]] = ()
+    ) -> list[Purged]:
+        kept: dict[str, tuple[str, ...]] = {}
+        for kept_ns, kept_prefix in keep:
+            kept[kept_ns] = (*kept.get(kept_ns, ()), kept_prefix)
         with self._lock:
             spaces = (
                 [(n, s) for n, s in self._spaces.items() if not n.startswith(PRIVATE_NS_PREFIX)]
@@ -212,6 +217,7 @@ class MemoryBackend(Backend):
                 for name, space in spaces
                 for row in space.rows.values()
                 if row.expires_at is not None and row.expires_at <= now
+                and not (name in kept and row.key.startswith(kept[name]))
             )
             doomed = heapq.nsmallest(limit, expired, key=lambda p: p.expires_at)
             for p in doomed:

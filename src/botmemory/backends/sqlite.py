@@ -554,14 +554,21 @@ class SQLiteBackend(Backend):
 
         return await self._write(job)
 
-    async def purge_expired(self, now: float, limit: int, ns: str | None = None) -> list[Purged]:
+    async def purge_expired(
+        self, now: float, limit: int, ns: str | None = None, keep: Sequence[tuple[str, str]] = ()
+    ) -> list[Purged]:
         if ns is None:
             # a range test, not LIKE: "_" is a LIKE wildcard
             where = "expires_at <= ? AND NOT (ns >= ? AND ns < ?)"
-            params: tuple[Any, ...] = (now, PRIVATE_NS_PREFIX, prefix_upper_bound(PRIVATE_NS_PREFIX), limit)
+            params: tuple[Any, ...] = (now, PRIVATE_NS_PREFIX, prefix_upper_bound(PRIVATE_NS_PREFIX))
         else:
             where = "expires_at <= ? AND ns = ?"
-            params = (now, ns, limit)
+            params = (now, ns)
+        for kept_ns, kept_prefix in keep:  # legal hold: leave these rows alone
+            kept_sql, kept_params = _range(kept_ns, kept_prefix, None)
+            where += f" AND NOT ({kept_sql})"
+            params += kept_params
+        params += (limit,)
 
         def job(conn: sqlite3.Connection) -> list[Purged]:
             rows = conn.execute(
