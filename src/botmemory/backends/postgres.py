@@ -1,0 +1,712 @@
+"""The PostgreSQL backend (``postgresql://user@host:port/db``): several replicas, one database.
+
+- psycopg 3 (async) with a ``psycopg_pool.AsyncConnectionPool``; connections
+  run in autocommit mode, multi-statement work in explicit transactions.
+- Every table lives in one schema (option ``schema``, default
+  ``botmemory``), created and migrated under ``pg_advisory_xact_lock`` so
+  processes that open at the same time do not race. Migrations are an ordered
+  list recorded in ``botmemory_migrations``; a schema newer than this code is
+  refused with ``StoreUnavailableError``.
+- Keys and namespaces are ``text COLLATE "C"`` so ``ORDER BY key`` is code
+  point order (= UTF-8 byte order), and prefix scans are index range scans
+  ``key >= prefix AND key < prefix_upper_bound(prefix)``, never ``LIKE``.
+- Values are ``bytea``: the exact bytes the codec wrote, so a value reads back
+  identically on every backend (``jsonb`` would reorder and drop object keys).
+- ``mutate`` locks the row with ``SELECT … FOR UPDATE``; a missing row is
+  serialised with ``pg_advisory_xact_lock(hashtext(ns), hashtext(key))`` and
+  inserted with ``ON CONFLICT DO NOTHING`` (a concurrent plain ``put`` that
+  wins makes the transaction start over), so no update is lost across
+  processes. Creating a key under a quota takes a per-namespace advisory lock
+  so concurrent creators cannot overshoot it.
+- Time never comes from the server: every expiry decision uses ``now``.
+- Nothing hangs: getting a connection waits at most ``timeout`` seconds and a
+  watchdog shuts down the socket of a call that has not finished by then (the
+  call fails with ``StoreTimeoutError``); the server also enforces
+  ``statement_timeout``. Connections broken by an outage are discarded, so the
+  same store works again once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import socket
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from ..errors import (
+    InvalidInputError,
+    QuotaExceededError,
+    StoreError,
+    StoreTimeoutError,
+    StoreUnavailableError,
+)
+from ..keys import prefix_upper_bound
+from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row
+
+__all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
+
+T = TypeVar("T")
+
+_SCHEMA_RE: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}", re.ASCII)
+_MIGRATIONS_TABLE: Final = "botmemory_migrations"
+#: advisory lock key (bigint key space) that serialises migrations
+_MIGRATE_LOCK: Final = 0x626F746D656D  # "botmem"
+#: a mutate that lost an insert race or a deadlock starts over this many times
+_ATTEMPTS: Final = 8
+
+#: Ordered schema migrations; ``{s}`` is the quoted schema. Each is applied
+#: once, in order, and recorded in ``botmemory_migrations``.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "kv",
+        """
+        CREATE TABLE {s}.kv (
+            ns          text COLLATE "C" NOT NULL,
+            key         text COLLATE "C" NOT NULL,
+            value       bytea NOT NULL,
+            version     bigint NOT NULL,
+            expires_at  double precision,
+            modified_at double precision NOT NULL,
+            PRIMARY KEY (ns, key)
+        );
+        CREATE INDEX kv_expires_at ON {s}.kv (expires_at) WHERE expires_at IS NOT NULL
+        """,
+    ),
+    (
+        "locks",
+        """
+        CREATE TABLE {s}.locks (
+            name       text COLLATE "C" PRIMARY KEY,
+            owner      text,
+            token      bigint NOT NULL,
+            expires_at double precision NOT NULL
+        )
+        """,
+    ),
+]
+
+_LIVE: Final = "(expires_at IS NULL OR expires_at > %(now)s)"
+_COLUMNS: Final = "key, value, version, expires_at, modified_at"
+
+
+class _Retry(Exception):
+    """Internal: the transaction lost a race and must start over."""
+
+
+def _bounded(template: str) -> tuple[str, str]:
+    """(without, with) an upper key bound ``key < %(hi)s`` in place of ``{hi}``."""
+    return template.format(hi=""), template.format(hi=" AND key < %(hi)s")
+
+
+class _Sql:
+    """The statements, with the schema name filled in once."""
+
+    def __init__(self, schema: str) -> None:
+        kv = f'"{schema}".kv'
+        locks = f'"{schema}".locks'
+        self.get = f"SELECT {_COLUMNS} FROM {kv} WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE}"
+        self.get_many = f"SELECT {_COLUMNS} FROM {kv} WHERE ns = %(ns)s AND key = ANY(%(keys)s::text[]) AND {_LIVE}"
+        # Ranged statements come in two forms, with and without an upper
+        # bound: an "OR %(hi)s IS NULL" would hide the bound from the index.
+        self.scan = _bounded(
+            f"SELECT key FROM {kv} WHERE ns = %(ns)s AND key >= %(lo)s{{hi}} "
+            f"AND key > %(after)s AND {_LIVE} ORDER BY key LIMIT %(limit)s"
+        )
+        self.count = f"SELECT count(*) FROM {kv} WHERE ns = %(ns)s AND {_LIVE}"
+        # A loose index scan: one index probe per namespace, not a full scan.
+        self.namespaces = (
+            f"WITH RECURSIVE t(ns) AS (SELECT min(ns) FROM {kv} "
+            f"UNION ALL SELECT (SELECT min(ns) FROM {kv} WHERE ns > t.ns) FROM t WHERE t.ns IS NOT NULL) "
+            "SELECT ns FROM t WHERE ns IS NOT NULL"
+        )
+        self.lock_row = (
+            f"SELECT {_COLUMNS} FROM {kv} WHERE ns = %(ns)s AND key = %(key)s FOR UPDATE"
+        )
+        self.lock_key = "SELECT pg_advisory_xact_lock(hashtext(%(ns)s), hashtext(%(key)s))"
+        self.lock_ns = "SELECT pg_advisory_xact_lock(hashtextextended(%(quota)s, 0))"
+        self.insert = (
+            f"INSERT INTO {kv} (ns, key, value, version, expires_at, modified_at) "
+            "VALUES (%(ns)s, %(key)s, %(value)s, 1, %(exp)s, %(now)s) "
+            "ON CONFLICT (ns, key) DO NOTHING RETURNING version"
+        )
+        self.update = (
+            f"UPDATE {kv} SET value = %(value)s, version = %(version)s, expires_at = %(exp)s, modified_at = %(now)s "
+            "WHERE ns = %(ns)s AND key = %(key)s"
+        )
+        # One statement for a plain set: version restarts at 1 over an expired
+        # row, and keep_ttl keeps only a live row's expiry (as sqlite's _PUT).
+        self.put = (
+            f"INSERT INTO {kv} AS kv (ns, key, value, version, expires_at, modified_at) "
+            "VALUES (%(ns)s, %(key)s, %(value)s, 1, %(exp)s, %(now)s) "
+            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+            "version = CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= %(now)s THEN 1 "
+            "ELSE kv.version + 1 END, "
+            "expires_at = CASE WHEN %(keep)s AND (kv.expires_at IS NULL OR kv.expires_at > %(now)s) "
+            "THEN kv.expires_at ELSE excluded.expires_at END, "
+            "modified_at = excluded.modified_at RETURNING version"
+        )
+        self.restore = (
+            f"INSERT INTO {kv} (ns, key, value, version, expires_at, modified_at) "
+            "VALUES (%(ns)s, %(key)s, %(value)s, %(version)s, %(exp)s, %(now)s) "
+            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, version = excluded.version, "
+            "expires_at = excluded.expires_at, modified_at = excluded.modified_at"
+        )
+        self.live_among = f"SELECT count(*) FROM {kv} WHERE ns = %(ns)s AND key = ANY(%(keys)s::text[]) AND {_LIVE}"
+        self.delete = (
+            f"WITH d AS (DELETE FROM {kv} WHERE ns = %(ns)s AND key = ANY(%(keys)s::text[]) RETURNING expires_at) "
+            f"SELECT count(*) FROM d WHERE {_LIVE}"
+        )
+        self.delete_prefix = _bounded(
+            f"WITH d AS (DELETE FROM {kv} WHERE ns = %(ns)s AND key >= %(lo)s{{hi}} RETURNING expires_at) "
+            f"SELECT count(*) FROM d WHERE {_LIVE}"
+        )
+        self.set_expiry = (
+            f"UPDATE {kv} SET expires_at = %(exp)s WHERE ns = %(ns)s AND key = %(key)s AND {_LIVE} "
+            "AND (%(exp)s::double precision IS NOT NULL OR expires_at IS NOT NULL)"
+        )
+        # Bounded: the oldest ``limit`` expired rows, skipping rows another
+        # transaction holds, so concurrent janitors share the work.
+        pick = (
+            f"SELECT ns, key FROM {kv} WHERE expires_at <= %(now)s AND {{where}} "
+            "ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+        )
+        purge = (
+            f"DELETE FROM {kv} WHERE (ns, key) IN ({pick}) AND expires_at <= %(now)s "
+            "RETURNING ns, key, expires_at"
+        )
+        # a range test, not LIKE: "_" is a LIKE wildcard
+        self.purge_public = purge.format(where="NOT (ns >= %(plo)s AND ns < %(phi)s)")
+        self.purge_ns = purge.format(where="ns = %(ns)s")
+        self.scan_expired = _bounded(
+            f"SELECT {_COLUMNS} FROM {kv} WHERE ns = %(ns)s AND key >= %(lo)s{{hi}} AND expires_at <= %(now)s "
+            "ORDER BY expires_at, key LIMIT %(limit)s"
+        )
+        self.acquire = (
+            f"INSERT INTO {locks} AS l (name, owner, token, expires_at) VALUES (%(name)s, %(owner)s, 1, %(exp)s) "
+            "ON CONFLICT (name) DO UPDATE SET "
+            "token = CASE WHEN l.owner = %(owner)s AND l.expires_at > %(now)s THEN l.token ELSE l.token + 1 END, "
+            "owner = excluded.owner, expires_at = excluded.expires_at "
+            "WHERE l.owner IS NULL OR l.owner = %(owner)s OR l.expires_at <= %(now)s "
+            "RETURNING token"
+        )
+        # Keep the row so the next grant's fencing token is larger.
+        self.release = f"UPDATE {locks} SET owner = NULL WHERE name = %(name)s AND owner = %(owner)s"
+
+
+def _translate(exc: BaseException, what: str) -> StoreError:
+    """The one seam where psycopg and pool errors become botmemory errors."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, PoolTimeout):
+        return StoreUnavailableError(f"PostgreSQL {what}: no connection available ({exc})")
+    if isinstance(exc, PoolClosed):
+        return StoreUnavailableError(f"PostgreSQL {what}: the store is closed")
+    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        return StoreTimeoutError(f"PostgreSQL {what}: {exc}")
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | psycopg.errors.UndefinedTable
+        | psycopg.errors.InvalidSchemaName
+        | psycopg.errors.InvalidCatalogName
+        | psycopg.errors.InvalidAuthorizationSpecification,
+    ):
+        return StoreUnavailableError(f"PostgreSQL {what}: {exc}")
+    return StoreError(f"PostgreSQL {what}: {exc}")
+
+
+def _row(r: Sequence[Any]) -> Row:
+    return Row(r[0], bytes(r[1]), r[2], r[3], r[4])
+
+
+def _live(row: Row | None, now: float) -> Row | None:
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
+        return None
+    return row
+
+
+def _sever(conn: AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down so a pending call fails at once.
+
+    Cancelling the task instead would make psycopg send a cancel request and
+    wait up to ten more seconds for a server that may be frozen; a shutdown
+    socket reads EOF immediately, and the pool discards the broken connection.
+    """
+    try:
+        fd = conn.pgconn.socket
+        sock = socket.socket(fileno=os.dup(fd))
+    except (OSError, psycopg.Error):
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _range(statement: tuple[str, str], prefix: str, after: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The form of a ranged statement for keys under the literal ``prefix``, and its parameters."""
+    hi = prefix_upper_bound(prefix)
+    params = {"lo": prefix, "hi": hi, "after": "" if after is None else after}
+    return statement[hi is not None], params
+
+
+class PostgresBackend(Backend):
+    """Rows in one PostgreSQL schema shared by any number of processes."""
+
+    name = "postgresql"
+
+    def __init__(self, pool: AsyncConnectionPool[Any], schema: str, timeout: float, conninfo: dict[str, Any]) -> None:
+        self._pool: AsyncConnectionPool[Any] | None = pool
+        self.schema = schema
+        self.timeout = timeout
+        self._sql = _Sql(schema)
+        self._info = conninfo
+        # Connections that answered after the last connection failure; the
+        # others are checked before use, so an outage costs one failed call.
+        self._healthy: weakref.WeakSet[AsyncConnection[Any]] = weakref.WeakSet()
+        self._failed_at = 0.0
+
+    # -- plumbing ----------------------------------------------------------
+    async def _check(self, conn: AsyncConnection[Any]) -> None:
+        """Pool ``check`` hook: after an outage, probe a connection before handing it out."""
+        if not self._failed_at or conn in self._healthy:
+            return
+        await self._guarded(conn, lambda c: c.execute(""), "check")
+        self._healthy.add(conn)
+
+    async def _guarded(
+        self, conn: AsyncConnection[Any], fn: Callable[[AsyncConnection[Any]], Awaitable[T]], what: str
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        fired = False
+
+        def watchdog() -> None:
+            nonlocal fired
+            fired = True
+            _sever(conn)
+
+        handle = loop.call_later(self.timeout, watchdog)
+        try:
+            return await fn(conn)
+        except psycopg.Error as exc:
+            if fired:
+                raise StoreTimeoutError(f"PostgreSQL {what}: no answer within {self.timeout:g} s") from exc
+            raise
+        finally:
+            handle.cancel()
+
+    async def _run(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailableError("the PostgreSQL store is closed")
+        try:
+            async with pool.connection(timeout=self.timeout) as conn:
+                result = await self._guarded(conn, fn, what)
+                self._healthy.add(conn)
+                return result
+        except StoreTimeoutError:
+            self._failed_at = time.monotonic()
+            self._healthy = weakref.WeakSet()
+            raise
+        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                self._failed_at = time.monotonic()
+                self._healthy = weakref.WeakSet()
+            raise _translate(exc, what) from exc
+
+    async def _transact(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run ``fn`` in a transaction, starting over when it lost a race or a deadlock."""
+
+        async def body(conn: AsyncConnection[Any]) -> T:
+            for attempt in range(_ATTEMPTS):
+                try:
+                    async with conn.transaction():
+                        return await fn(conn)
+                except (_Retry, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                    if attempt == _ATTEMPTS - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        try:
+            return await self._run(what, body)
+        except _Retry as exc:
+            raise StoreError(f"PostgreSQL {what}: gave up after {_ATTEMPTS} conflicting attempts") from exc
+
+    async def _fetchone(self, what: str, sql: str, params: dict[str, Any]) -> Any:
+        async def q(conn: AsyncConnection[Any]) -> Any:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+
+        return await self._run(what, q)
+
+    async def _fetchall(self, what: str, sql: str, params: dict[str, Any]) -> list[Any]:
+        async def q(conn: AsyncConnection[Any]) -> list[Any]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self._run(what, q)
+
+    # -- reads -------------------------------------------------------------
+    async def get(self, ns: str, key: str, now: float) -> Row | None:
+        r = await self._fetchone("get", self._sql.get, {"ns": ns, "key": key, "now": now})
+        return None if r is None else _row(r)
+
+    async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return []
+        rows = await self._fetchall("get_many", self._sql.get_many, {"ns": ns, "keys": keys, "now": now})
+        return [_row(r) for r in rows]
+
+    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+        sql, params = _range(self._sql.scan, prefix, after)
+        params.update(ns=ns, now=now, limit=limit)
+        return [r[0] for r in await self._fetchall("scan", sql, params)]
+
+    async def count(self, ns: str, now: float) -> int:
+        r = await self._fetchone("count", self._sql.count, {"ns": ns, "now": now})
+        return int(r[0])
+
+    async def namespaces(self) -> list[str]:
+        return [r[0] for r in await self._fetchall("namespaces", self._sql.namespaces, {})]
+
+    async def scan_expired(self, ns: str, prefix: str, now: float, limit: int) -> list[Row]:
+        sql, params = _range(self._sql.scan_expired, prefix)
+        params.update(ns=ns, now=now, limit=limit)
+        return [_row(r) for r in await self._fetchall("scan_expired", sql, params)]
+
+    # -- writes ------------------------------------------------------------
+    async def _quota(
+        self, conn: AsyncConnection[Any], ns: str, keys: list[str], now: float, max_keys: int | None
+    ) -> None:
+        """Refuse writing ``keys`` when the new ones would take ``ns`` beyond ``max_keys``.
+
+        Takes a per-namespace advisory lock first, so creators in ``ns``
+        count one after the other and cannot overshoot the quota together.
+        """
+        if max_keys is None:
+            return
+        sql = self._sql
+        await conn.execute(sql.lock_ns, {"quota": f"{self.schema}\x1f{ns}"})
+        cur = await conn.execute(sql.live_among, {"ns": ns, "keys": keys, "now": now})
+        r = await cur.fetchone()
+        assert r is not None
+        new = len(keys) - int(r[0])
+        if new <= 0:
+            return
+        cur = await conn.execute(sql.count, {"ns": ns, "now": now})
+        r = await cur.fetchone()
+        assert r is not None
+        if int(r[0]) + new > max_keys:
+            raise QuotaExceededError(f"{ns!r} would hold more than {max_keys} keys")
+
+    async def put(
+        self, ns: str, key: str, value: bytes, expires_at: float | Keep | None, now: float, max_keys: int | None
+    ) -> int:
+        if max_keys is not None:
+            return await super().put(ns, key, value, expires_at, now, max_keys)
+        keep = isinstance(expires_at, Keep)
+        params = {"ns": ns, "key": key, "value": value, "exp": None if keep else expires_at, "now": now, "keep": keep}
+        r = await self._fetchone("put", self._sql.put, params)
+        return int(r[0])
+
+    async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
+        sql = self._sql
+        ident = {"ns": ns, "key": key}
+
+        async def job(conn: AsyncConnection[Any]) -> int | None:
+            cur = await conn.execute(sql.lock_row, ident)
+            r = await cur.fetchone()
+            if r is None:
+                # No row to lock: serialise the would-be creators of this key.
+                await conn.execute(sql.lock_key, ident)
+                cur = await conn.execute(sql.lock_row, ident)
+                r = await cur.fetchone()
+            current = _live(None if r is None else _row(r), now)
+            mutation: Mutation | None = fn(current)
+            if mutation is None:
+                return None
+            if current is None:
+                await self._quota(conn, ns, [key], now, max_keys)
+            expires = mutation.expires_at
+            if isinstance(expires, Keep):
+                expires = None if current is None else current.expires_at
+            params = {**ident, "value": mutation.value, "exp": expires, "now": now}
+            if r is None:
+                cur = await conn.execute(sql.insert, params)
+                if await cur.fetchone() is None:
+                    raise _Retry  # a plain put created the row meanwhile: read it and start over
+                return 1
+            version = 1 if current is None else current.version + 1
+            await conn.execute(sql.update, {**params, "version": version})
+            return version
+
+        return await self._transact("mutate", job)
+
+    async def put_many(
+        self, ns: str, items: Sequence[tuple[str, bytes]], expires_at: float | None, now: float, max_keys: int | None
+    ) -> list[int]:
+        items = list(items)
+        if not items:
+            return []
+        sql = self._sql
+
+        async def job(conn: AsyncConnection[Any]) -> list[int]:
+            if max_keys is not None:
+                keys = list(dict.fromkeys(k for k, _ in items))
+                await self._quota(conn, ns, keys, now, max_keys)
+            params = [
+                {"ns": ns, "key": k, "value": v, "exp": expires_at, "now": now, "keep": False} for k, v in items
+            ]
+            versions: list[int] = []
+            async with conn.cursor() as cur:
+                await cur.executemany(sql.put, params, returning=True)
+                while True:
+                    row = await cur.fetchone()
+                    assert row is not None
+                    versions.append(int(row[0]))
+                    if not cur.nextset():
+                        break
+            return versions
+
+        return await self._transact("put_many", job)
+
+    async def restore(self, ns: str, rows: Sequence[Row]) -> None:
+        params = [
+            {"ns": ns, "key": r.key, "value": r.value, "version": r.version, "exp": r.expires_at, "now": r.modified_at}
+            for r in rows
+        ]
+        if not params:
+            return
+
+        async def job(conn: AsyncConnection[Any]) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(self._sql.restore, params)
+
+        await self._transact("restore", job)
+
+    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return 0
+        r = await self._fetchone("delete", self._sql.delete, {"ns": ns, "keys": keys, "now": now})
+        return int(r[0])
+
+    async def delete_prefix(self, ns: str, prefix: str, now: float) -> int:
+        sql, params = _range(self._sql.delete_prefix, prefix)
+        params.update(ns=ns, now=now)
+        r = await self._fetchone("delete_prefix", sql, params)
+        return int(r[0])
+
+    async def set_expiry(self, ns: str, key: str, expires_at: float | None, now: float) -> bool:
+        params = {"ns": ns, "key": key, "exp": expires_at, "now": now}
+
+        async def q(conn: AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(self._sql.set_expiry, params)
+            return cur.rowcount > 0
+
+        return await self._run("set_expiry", q)
+
+    async def purge_expired(
+        self, now: float, limit: int, ns: str | None = None, keep: Sequence[tuple[str, str]] = ()
+    ) -> list[Purged]:
+        if ns is None:
+            sql = self._sql.purge_public
+            params: dict[str, Any] = {
+                "now": now,
+                "limit": limit,
+                "plo": PRIVATE_NS_PREFIX,
+                "phi": prefix_upper_bound(PRIVATE_NS_PREFIX),
+            }
+        else:
+            sql, params = self._sql.purge_ns, {"now": now, "limit": limit, "ns": ns}
+        if keep:
+            # legal hold: leave rows under these (namespace, prefix) pairs alone; range tests, never LIKE
+            kept = []
+            for i, (kept_ns, kept_prefix) in enumerate(keep):
+                hi = prefix_upper_bound(kept_prefix)
+                params.update({f"kn{i}": kept_ns, f"kl{i}": kept_prefix, f"kh{i}": hi})
+                upper = "" if hi is None else f" AND key < %(kh{i})s"
+                kept.append(f"(ns = %(kn{i})s AND key >= %(kl{i})s{upper})")
+            held = " OR ".join(kept)
+            sql = sql.replace(" ORDER BY expires_at LIMIT", f" AND NOT ({held}) ORDER BY expires_at LIMIT", 1)
+        rows = await self._fetchall("purge_expired", sql, params)
+        return sorted((Purged(r[0], r[1], r[2]) for r in rows), key=lambda p: p.expires_at)
+
+    # -- locks -------------------------------------------------------------
+    async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
+        exp = now + ttl
+        params = {"name": name, "owner": owner, "now": now, "exp": exp}
+        r = await self._fetchone("acquire_lock", self._sql.acquire, params)
+        return None if r is None else LockLease(name, owner, int(r[0]), exp)
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        async def q(conn: AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(self._sql.release, {"name": name, "owner": owner})
+            return cur.rowcount > 0
+
+        return await self._run("release_lock", q)
+
+    # -- lifecycle ---------------------------------------------------------
+    async def ping(self) -> None:
+        await self._fetchone("ping", "SELECT 1", {})
+
+    async def migrate(self) -> None:
+        """Create the schema and apply pending migrations, one process at a time.
+
+        Raises:
+            StoreUnavailableError: the schema was written by a newer botmemory.
+        """
+        s = f'"{self.schema}"'
+
+        async def job(conn: AsyncConnection[Any]) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {s}.{_MIGRATIONS_TABLE} "
+                "(version integer PRIMARY KEY, name text NOT NULL, applied_at double precision NOT NULL)"
+            )
+            cur = await conn.execute(f"SELECT coalesce(max(version), 0) FROM {s}.{_MIGRATIONS_TABLE}")
+            r = await cur.fetchone()
+            applied = int(r[0]) if r is not None else 0
+            if applied > len(MIGRATIONS):
+                raise StoreUnavailableError(
+                    f"schema {self.schema!r} has version {applied}, newer than this botmemory "
+                    f"({len(MIGRATIONS)}); upgrade botmemory"
+                )
+            for version, (name, ddl) in enumerate(MIGRATIONS, start=1):
+                if version <= applied:
+                    continue
+                for statement in ddl.format(s=s).split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute(
+                    f"INSERT INTO {s}.{_MIGRATIONS_TABLE} (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (version, name, time.time()),
+                )
+
+        await self._transact("migrate", job)
+
+    async def drop_everything(self) -> None:
+        """Drop the schema and everything in it (tests use it to clean up)."""
+
+        async def q(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+        await self._run("drop_everything", q)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close(timeout=self.timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "host": self._info.get("host", "localhost"),
+            "port": self._info.get("port", "5432"),
+            "database": self._info.get("dbname", ""),
+            "schema": self.schema,
+        }
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
+        raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _size(name: str, value: Any, least: int) -> int:
+    if type(value) is not int or value < least:
+        raise InvalidInputError(f"{name} must be an int >= {least}, got {value!r}")
+    return value
+
+
+async def open_backend(url: str, **options: Any) -> PostgresBackend:
+    """Open ``postgresql://user[:password]@host[:port]/db`` and migrate its schema.
+
+    Args:
+        url: a libpq connection URL (``postgres://`` is accepted too).
+        **options: ``schema`` (default ``"botmemory"``; lower-case letters,
+            digits and ``_``), ``timeout`` (seconds to wait for a connection
+            and for each call, default 5), ``min_size`` (default 1) and
+            ``max_size`` (default 10) of the connection pool.
+
+    Raises:
+        InvalidInputError: a malformed URL or option.
+        StoreUnavailableError: the server cannot be reached or the schema is
+            newer than this botmemory.
+    """
+    schema = options.pop("schema", "botmemory")
+    timeout = _positive("timeout", options.pop("timeout", 5.0))
+    min_size = _size("min_size", options.pop("min_size", 1), 0)
+    max_size = _size("max_size", options.pop("max_size", 10), 1)
+    if options:
+        raise InvalidInputError(f"unknown PostgreSQL options: {sorted(options)}")
+    if not isinstance(schema, str) or not _SCHEMA_RE.fullmatch(schema):
+        raise InvalidInputError(
+            f"schema must be 1-63 lower-case letters, digits or _ (not starting with a digit), got {schema!r}"
+        )
+    if max_size < max(min_size, 1):
+        raise InvalidInputError(f"max_size ({max_size}) must be >= min_size ({min_size})")
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise InvalidInputError(f"bad PostgreSQL URL: {exc}") from exc
+    ms = max(1, int(timeout * 1000))
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "prepare_threshold": 2,
+        # libpq wants whole seconds and treats 1 as 2; never 0 (= wait forever)
+        "connect_timeout": max(2, math.ceil(timeout)),
+        "options": (
+            f"-c statement_timeout={ms} -c lock_timeout={ms} "
+            f"-c idle_in_transaction_session_timeout={max(10_000, 4 * ms)}"
+        ),
+        "application_name": "botmemory",
+    }
+    backend_box: list[PostgresBackend] = []
+
+    async def check(conn: AsyncConnection[Any]) -> None:
+        if backend_box:
+            await backend_box[0]._check(conn)
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=kwargs,
+        timeout=timeout,
+        check=check,
+        open=False,
+        name=f"botmemory:{schema}",
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except (psycopg.Error, PoolTimeout) as exc:
+        await pool.close(timeout=0)
+        raise StoreUnavailableError(
+            f"cannot connect to PostgreSQL at {info.get('host', 'localhost')}:{info.get('port', '5432')} "
+            f"within {timeout:g} s ({exc})"
+        ) from exc
+    backend = PostgresBackend(pool, schema, timeout, info)
+    backend_box.append(backend)
+    try:
+        await backend.migrate()
+    except BaseException:
+        await backend.close()
+        raise
+    return backend
