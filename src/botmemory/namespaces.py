@@ -15,6 +15,10 @@ Layout (all values JSON):
   value ``{"linked_at"}``: which conversations a user took part in.
 - ``__rt/holds/<bot>``: key = ``<enc user_id>``; value ``{"since", "reason"}``.
 - ``__rt/audit/<bot>``: the audit log (see ``botmemory.retention.audit``).
+- ``__rt/current/<bot>``: key = user id (as given); value
+  ``{"conversation_id", "since"}``: the user's current conversation, used by
+  ``Runtime.converse(..., conversation_id=None)``; removed when that
+  conversation's session ends (erasure of a user deletes it too).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .keys import encode_component
 __all__ = [
     "PRIVATE_NS_PREFIX",
     "audit_ns",
+    "current_ns",
     "holds_ns",
     "link_key",
     "links_ns",
@@ -47,6 +52,10 @@ def holds_ns(bot_id: str) -> str:
 
 def audit_ns(bot_id: str) -> str:
     return f"{PRIVATE_NS_PREFIX}audit/{bot_id}"
+
+
+def current_ns(bot_id: str) -> str:
+    return f"{PRIVATE_NS_PREFIX}current/{bot_id}"
 
 
 def link_key(user_id: str, conversation_id: str) -> str:
