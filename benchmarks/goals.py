@@ -1,0 +1,125 @@
+"""The ratios the "store library" issue sets as targets, checked on one run's rows.
+
+A goal compares one of our rows with the best of some reference rows, on
+the same scenario, metric and N. Goals are reported, never asserted:
+benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .scenarios import Row
+
+__all__ = ["GOALS", "Goal", "Verdict", "evaluate"]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """``ours`` must reach ``minimum`` times the best of ``theirs``.
+
+    Attributes:
+        name: the goal as the issue words it.
+        scenario: where both rows come from.
+        metric: the ``Row.metrics`` key compared (higher is better).
+        ours: our row's target id.
+        theirs: reference target ids; the fastest one present is used.
+        minimum: the ratio to reach.
+    """
+
+    name: str
+    scenario: str
+    metric: str
+    ours: str
+    theirs: tuple[str, ...]
+    minimum: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A goal checked at one N; ``ratio`` is None when a row is missing (``why``)."""
+
+    goal: Goal
+    n: int | None
+    ratio: float | None
+    ours_value: float | None
+    theirs_value: float | None
+    theirs_id: str | None
+    why: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.ratio is None else self.ratio >= self.goal.minimum
+
+
+GOALS: list[Goal] = [
+    Goal(
+        "async SQLite get ≥ 0.5× raw sync sqlite3 get (one task)",
+        "kv",
+        "get_ops",
+        "bm-sqlite-async",
+        ("raw-sqlite3",),
+        0.5,
+    ),
+    Goal(
+        "async SQLite set ≥ 1× raw aiosqlite autocommit set (one task)",
+        "kv",
+        "set_ops",
+        "bm-sqlite-async",
+        ("raw-aiosqlite",),
+        1.0,
+    ),
+    Goal(
+        "SQLite set, 64 tasks writing ≥ 2× raw sync sqlite3 autocommit",
+        "concurrent-writes",
+        "set_ops",
+        "bm-sqlite-async",
+        ("raw-sqlite3",),
+        2.0,
+    ),
+    Goal(
+        "memory backend set ≥ 1× LangGraph InMemoryStore put",
+        "kv",
+        "set_ops",
+        "bm-memory-async",
+        ("lg-memory-sync", "lg-memory-async"),
+        1.0,
+    ),
+    Goal(
+        "memory backend get ≥ 1× LangGraph InMemoryStore get",
+        "kv",
+        "get_ops",
+        "bm-memory-async",
+        ("lg-memory-sync", "lg-memory-async"),
+        1.0,
+    ),
+]
+
+
+def evaluate(rows: list[Row], goals: list[Goal] | None = None) -> list[Verdict]:
+    """Check every goal at every N measured for its own row."""
+    out: list[Verdict] = []
+    index = {(r.scenario, r.target, r.n): r for r in rows}
+    for goal in GOALS if goals is None else goals:
+        sizes = sorted(
+            {r.n for r in rows if r.scenario == goal.scenario and r.target == goal.ours}, key=lambda n: n or 0
+        )
+        if not sizes:
+            out.append(Verdict(goal, None, None, None, None, None, f"{goal.ours} not measured"))
+            continue
+        for n in sizes:
+            mine = index[(goal.scenario, goal.ours, n)]
+            if mine.skipped or goal.metric not in mine.metrics:
+                out.append(Verdict(goal, n, None, None, None, None, mine.skipped or "not measured"))
+                continue
+            refs = [index.get((goal.scenario, t, n)) for t in goal.theirs]
+            present = [r for r in refs if r is not None and not r.skipped and goal.metric in r.metrics]
+            if not present:
+                reasons = [f"{r.target}: {r.skipped}" for r in refs if r is not None and r.skipped]
+                why = "; ".join(reasons) or f"{', '.join(goal.theirs)} not measured"
+                out.append(Verdict(goal, n, None, mine.metrics[goal.metric], None, None, why))
+                continue
+            best = max(present, key=lambda r: r.metrics[goal.metric])
+            ours_value, theirs_value = mine.metrics[goal.metric], best.metrics[goal.metric]
+            out.append(Verdict(goal, n, ours_value / theirs_value, ours_value, theirs_value, best.target))
+    return out
