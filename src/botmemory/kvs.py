@@ -8,9 +8,9 @@ backend's few primitives, so every backend behaves alike.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from .backends.base import KEEP, Backend, Keep, Mutation, Row
 from .clock import Clock
@@ -27,7 +27,7 @@ from .keys import validate_key, validate_prefix
 from .limits import Limits
 from .paths import Segment, get_path, incr_value, parse_path, set_path
 
-__all__ = ["KVS", "Entry"]
+__all__ = ["KVS", "Entry", "WriteHook"]
 
 _PAGE: Final = 500
 _MISSING: Final = object()
@@ -42,6 +42,47 @@ class Entry:
     version: int
     expires_at: float | None
     modified_at: float
+
+
+class WriteHook(Protocol):
+    """What a bot handle plugs into its KVS for retention (``botmemory.retention``).
+
+    The KVS stays ignorant of policies and erasure; it only asks the hook.
+    """
+
+    async def cap(self, key: str, now: float) -> tuple[float, bool] | None:
+        """The policy deadline for a write of ``key`` at ``now``, or None when no policy covers it.
+
+        Returns ``(expires_at, slide)``: writes without an expiry get
+        ``expires_at``, longer ones are capped to it; with ``slide`` false,
+        writes that keep the current expiry (``incr``, path ``set``,
+        ``keep_ttl``) keep it only up to ``expires_at``.
+        """
+
+    async def written(self, items: Sequence[tuple[str, int]], started: float) -> None:
+        """Called after ``(key, version)`` pairs were written by a call that started at ``started``."""
+
+
+def _capped(row: Row | None, cap: float) -> float:
+    """A kept expiry, capped: the row's own one when shorter, else ``cap``."""
+    if row is None or row.expires_at is None:
+        return cap
+    return min(row.expires_at, cap)
+
+
+async def _apply_cap(
+    hook: WriteHook, key: str, exp: float | Keep | None, now: float
+) -> tuple[float | Keep | None, float | None]:
+    """The expiry to write under the hook's policy, and the cap for a kept expiry (or None)."""
+    cap = await hook.cap(key, now)
+    if cap is None:
+        return exp, None
+    at, slide = cap
+    if exp is None:
+        return at, None
+    if isinstance(exp, Keep):
+        return (at, None) if slide else (exp, at)
+    return min(exp, at), None
 
 
 def _entry(row: Row) -> Entry:
@@ -78,7 +119,7 @@ class KVS:
     """
 
     sync_handle = True  # the sync facade wraps it (botmemory.sync)
-    __slots__ = ("_backend", "_clock", "_limits", "_max_keys", "namespace")
+    __slots__ = ("_backend", "_clock", "_limits", "_max_keys", "namespace", "on_delete", "write_hook")
 
     def __init__(self, backend: Backend, namespace: str, clock: Clock, limits: Limits, *, quota: bool = True) -> None:
         self._backend = backend
@@ -86,6 +127,10 @@ class KVS:
         self._limits = limits
         self._max_keys = limits.max_keys_per_bot if quota else None
         self.namespace = namespace
+        #: retention's hook on writes (policies, erasure guard); None: plain KVS
+        self.write_hook: WriteHook | None = None
+        #: awaited with (prefix, live count) after a public delete_prefix, for the audit log
+        self.on_delete: Callable[[str, int], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<KVS {self.namespace!r} on {self._backend.name}>"
@@ -226,32 +271,46 @@ class KVS:
         expected = None if if_version is None else _check_version(if_version)
         limits = self._limits
         data = encode(value, limits)  # also validates the part written at a path
-        if segments is None and expected is None:
-            return await self._backend.put(self.namespace, key, data, exp, now, self._max_keys)
+        hook = self.write_hook
+        keep_cap: float | None = None
+        if hook is not None:
+            exp, keep_cap = await _apply_cap(hook, key, exp, now)
+        if segments is None and expected is None and keep_cap is None:
+            version = await self._backend.put(self.namespace, key, data, exp, now, self._max_keys)
+        else:
 
-        def change(row: Row | None) -> Mutation:
-            if expected is not None:
-                current = 0 if row is None else row.version
-                if current != expected:
-                    raise VersionConflictError(f"key {key!r} is at version {current}, not {expected}")
-            if segments is None:
-                return Mutation(data, exp)
-            root = None if row is None else decode(row.value)
-            return Mutation(encode(set_path(root, segments, value, missing_root=row is None), limits), exp)
+            def change(row: Row | None) -> Mutation:
+                if expected is not None:
+                    current = 0 if row is None else row.version
+                    if current != expected:
+                        raise VersionConflictError(f"key {key!r} is at version {current}, not {expected}")
+                new_exp = exp if keep_cap is None else _capped(row, keep_cap)
+                if segments is None:
+                    return Mutation(data, new_exp)
+                root = None if row is None else decode(row.value)
+                return Mutation(encode(set_path(root, segments, value, missing_root=row is None), limits), new_exp)
 
-        version = await self._backend.mutate(self.namespace, key, change, now, self._max_keys)
-        assert version is not None
+            mutated = await self._backend.mutate(self.namespace, key, change, now, self._max_keys)
+            assert mutated is not None
+            version = mutated
+        if hook is not None:
+            await hook.written(((key, version),), now)
         return version
 
     async def set_if_absent(self, key: str, value: Any, *, expiry: Any = None) -> bool:
         """Store ``value`` only if no live value exists; True when it was stored."""
         key = self._wkey(key)
         now = self._clock.now()
-        exp = expires_at(expiry, now)
+        exp: float | Keep | None = expires_at(expiry, now)
+        hook = self.write_hook
+        if hook is not None:
+            exp, _ = await _apply_cap(hook, key, exp, now)
         mutation = Mutation(encode(value, self._limits), exp)
         version = await self._backend.mutate(
             self.namespace, key, lambda row: mutation if row is None else None, now, self._max_keys
         )
+        if version is not None and hook is not None:
+            await hook.written(((key, version),), now)
         return version is not None
 
     async def incr(self, key: str, amount: int | float = 1, *, path: Any = None) -> int | float:
@@ -267,6 +326,12 @@ class KVS:
         step = _check_amount(amount)
         limits = self._limits
         result: list[int | float] = []
+        now = self._clock.now()
+        hook = self.write_hook
+        exp: float | Keep | None = KEEP
+        keep_cap: float | None = None
+        if hook is not None:
+            exp, keep_cap = await _apply_cap(hook, key, exp, now)
 
         def change(row: Row | None) -> Mutation:
             root = _MISSING if row is None else decode(row.value)
@@ -279,9 +344,11 @@ class KVS:
                 number = incr_value(found, current, step)
                 new_root = set_path(base, segments, number, missing_root=root is _MISSING)
             result[:] = [number]
-            return Mutation(encode(new_root, limits), KEEP)
+            return Mutation(encode(new_root, limits), exp if keep_cap is None else _capped(row, keep_cap))
 
-        await self._backend.mutate(self.namespace, key, change, self._clock.now(), self._max_keys)
+        version = await self._backend.mutate(self.namespace, key, change, now, self._max_keys)
+        if hook is not None and version is not None:
+            await hook.written(((key, version),), now)
         return result[0]
 
     async def delete(self, key: str) -> bool:
@@ -302,7 +369,31 @@ class KVS:
         if not items:
             return []
         now = self._clock.now()
-        return await self._backend.put_many(self.namespace, items, expires_at(expiry, now), now, self._max_keys)
+        exp = expires_at(expiry, now)
+        hook = self.write_hook
+        if hook is None:
+            return await self._backend.put_many(self.namespace, items, exp, now, self._max_keys)
+        return await self._set_many_with_hook(hook, items, exp, now)
+
+    async def _set_many_with_hook(
+        self, hook: WriteHook, items: list[tuple[str, bytes]], exp: float | None, now: float
+    ) -> list[int]:
+        # put_many takes one expiry for all keys; policies may give each key
+        # its own. Write all with the shortest (never longer than any policy
+        # allows, even if what follows fails), then lengthen the others.
+        wanted: dict[str, float | None] = {}
+        for key, _ in items:
+            capped, _keep = await _apply_cap(hook, key, exp, now)
+            assert not isinstance(capped, Keep)
+            wanted[key] = capped
+        deadlines = [w for w in wanted.values() if w is not None]
+        first = min(deadlines) if deadlines else None
+        versions = await self._backend.put_many(self.namespace, items, first, now, self._max_keys)
+        for key, want in wanted.items():
+            if want != first:
+                await self._backend.set_expiry(self.namespace, key, want, now)
+        await hook.written(list(zip((k for k, _ in items), versions, strict=True)), now)
+        return versions
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete several keys; the number of live keys deleted."""
@@ -316,7 +407,10 @@ class KVS:
         prefix = validate_prefix(prefix)
         if not prefix and all is not True:
             raise InvalidInputError("delete_prefix with an empty prefix deletes everything: pass all=True")
-        return await self._delete_prefix(prefix)
+        count = await self._delete_prefix(prefix)
+        if self.on_delete is not None and count:
+            await self.on_delete(prefix, count)
+        return count
 
     async def expire(self, key: str, expiry: Any) -> bool:
         """Set the expiry of a live key (version unchanged); False when missing."""
@@ -324,11 +418,24 @@ class KVS:
         if expiry is None or expiry == "never":
             raise InvalidExpiryError("expire() needs an expiry; use persist() to remove one")
         now = self._clock.now()
-        return await self._backend.set_expiry(self.namespace, key, expires_at(expiry, now), now)
+        exp: float | Keep | None = expires_at(expiry, now)
+        if self.write_hook is not None:  # a retention policy caps a longer expiry
+            exp, _ = await _apply_cap(self.write_hook, key, exp, now)
+        assert not isinstance(exp, Keep)
+        return await self._backend.set_expiry(self.namespace, key, exp, now)
 
     async def persist(self, key: str) -> bool:
-        """Remove the expiry; False when the key is missing or had none."""
-        return await self._backend.set_expiry(self.namespace, self._rkey(key), None, self._clock.now())
+        """Remove the expiry; False when the key is missing or had none.
+
+        Under a retention policy the key keeps the policy's expiry instead ("never" is capped).
+        """
+        key = self._rkey(key)
+        now = self._clock.now()
+        if self.write_hook is not None:
+            cap = await self.write_hook.cap(key, now)
+            if cap is not None:
+                return await self._backend.set_expiry(self.namespace, key, cap[0], now)
+        return await self._backend.set_expiry(self.namespace, key, None, now)
 
     # -- Botpress names ------------------------------------------------------
     async def get_storage_with_expiry(self, key: str) -> Any:
