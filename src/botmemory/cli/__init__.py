@@ -1,0 +1,124 @@
+"""The ``botmemory`` command line (typer + rich), thin over the library.
+
+::
+
+    botmemory [--store URL] [--bots DIR] [--json] COMMAND ...
+
+    kvs get|set|del|ls|ttl      the KVS of a bot (or @global: the server-wide KVS)
+    memory get|set|del|ls       dialog memory: user, conversation and global scopes
+    chat BOT                    talk to a bot in the terminal (or through a pipe)
+    janitor --once|--loop       delete expired data, end timed-out sessions
+    user export|forget|hold|release
+    audit BOT                   why data disappeared
+    dump / load                 JSONL copy of a whole store, between any backends
+
+Errors: one line on stderr; exit 2 for bad input (usage, invalid keys or
+values, missing keys, legal hold, version conflicts), 1 for other failures
+(the store cannot be opened or fails); never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from ..store import DEFAULT_URL
+from . import audit, chat, janitor, kvs, memory, users
+from .common import Settings, check_argv, debug_enabled, report_error
+from .dump import dump_command, load_command
+
+__all__ = ["app", "main"]
+
+
+class _RootGroup(TyperGroup):
+    """The root command: every invocation's errors end here, as one line."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            check_argv(argv)
+            result = super().main(
+                argv,
+                prog_name,
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
+        except SystemExit:
+            raise
+        except KeyboardInterrupt:
+            sys.stderr.write("error: interrupted\n")
+            code = 130
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except typer.Abort:
+            sys.stderr.write("error: aborted\n")
+            code = 1
+        except Exception as exc:
+            if debug_enabled() and not isinstance(exc, typer.TyperException):
+                raise
+            code = report_error(exc)
+        else:
+            # without standalone mode, typer returns the exit code of an Exit
+            code = result if isinstance(result, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+app = typer.Typer(
+    cls=_RootGroup,
+    name="botmemory",
+    help="Bot memory and data retention: KVS, dialog memory, retention, chat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    store: str = typer.Option(
+        DEFAULT_URL,
+        "--store",
+        envvar="BOTMEMORY_STORE",
+        metavar="URL",
+        help="memory://, sqlite:///rel.db, sqlite:////abs.db, postgresql://…, redis://…",
+    ),
+    bots: str = typer.Option(
+        "./bots", "--bots", envvar="BOTMEMORY_BOTS", metavar="DIR", help="Folder of bots (chat, janitor)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
+) -> None:
+    """Bot memory and data retention: KVS, dialog memory, retention, chat."""
+    ctx.obj = Settings(store_url=store, bots_dir=bots, json=as_json)
+
+
+app.add_typer(kvs.app, name="kvs")
+app.add_typer(memory.app, name="memory")
+app.add_typer(users.app, name="user")
+app.command("chat")(chat.chat)
+app.command("janitor")(janitor.janitor)
+app.command("audit")(audit.audit)
+app.command("dump")(dump_command)
+app.command("load")(load_command)
+
+
+def main() -> None:
+    """The ``botmemory`` console script."""
+    app()

@@ -1,0 +1,100 @@
+"""``botmemory audit BOT``: the audit log (what was deleted, when and why; never values)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from ..errors import InvalidExpiryError, InvalidInputError
+from ..expiry import duration_ms
+from ..keys import validate_bot_id, validate_key
+from ..store import Store
+from .common import Output, run, settings, show
+
+__all__ = ["audit", "parse_when"]
+
+_EPOCH_RE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?", re.ASCII)
+
+
+def parse_when(text: str, now: float) -> float:
+    """A point in time as epoch seconds.
+
+    Accepts an RFC 3339 time with an offset (``2026-11-29T10:00:00Z``), epoch
+    seconds (``1800000000``), or a duration meaning "that long ago"
+    (``24h``, ``7 days``, ``PT30M``).
+
+    Raises:
+        InvalidInputError: none of these forms.
+    """
+    if _EPOCH_RE.fullmatch(text):
+        return float(text)
+    try:
+        return now - duration_ms(text) / 1000
+    except InvalidExpiryError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or not text[:4].isdigit():
+        raise InvalidInputError(
+            f"bad time {show(text)}: expected an RFC 3339 time with offset (2026-11-29T10:00:00Z), "
+            "epoch seconds, or a duration ago (24h, 7 days)"
+        )
+    return when.timestamp()
+
+
+def _iso(epoch: Any) -> str:
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return show(str(epoch))
+
+
+def audit(
+    ctx: typer.Context,
+    bot: str = typer.Argument(..., metavar="BOT"),
+    user: str | None = typer.Option(None, "--user", metavar="U", help="Only records about this user."),
+    since: str | None = typer.Option(
+        None, "--since", metavar="WHEN", help="RFC 3339 time, epoch seconds, or 24h (ago)."
+    ),
+    until: str | None = typer.Option(None, "--until", metavar="WHEN", help="Same forms as --since."),
+    limit: int = typer.Option(1000, "--limit", metavar="N", min=1, help="At most N records."),
+) -> None:
+    """Show why data of BOT disappeared: time, scope, owner, key, reason, policy."""
+    out = Output(settings(ctx).json)
+    validate_bot_id(bot)
+    if user is not None:
+        validate_key(user, None, "user id")
+
+    async def go(store: Store) -> list[dict[str, Any]]:
+        from ..retention.audit import AuditLog
+
+        now = store.clock.now()
+        start = None if since is None else parse_when(since, now)
+        end = None if until is None else parse_when(until, now)
+        records: list[dict[str, Any]] = await AuditLog(store).query(
+            bot, user_id=user, since=start, until=end, limit=limit
+        )
+        return records
+
+    records = run(ctx, go)
+    if out.json:
+        out.data(records)
+        return
+    columns = ["time", "scope", "owner", "key", "reason", "policy"]
+    rows = [
+        [
+            _iso(r.get("time")),
+            show(str(r.get("scope", ""))),
+            show(str(r.get("owner_id") or r.get("user_id") or r.get("conversation_id") or "")),
+            show(str(r.get("key", ""))),
+            show(str(r.get("reason", ""))),
+            show(str(r.get("policy") or "")),
+        ]
+        for r in records
+    ]
+    out.table(columns, rows, title=f"audit log of {bot}")
+    out.text(f"{len(records)} record{'' if len(records) == 1 else 's'}", style="dim")

@@ -1,0 +1,83 @@
+"""``botmemory user export|forget|hold|release``: GDPR export and erasure, legal hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ..store import Store
+from .common import Output, run, settings, show
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Export or erase everything about a user; legal hold.", no_args_is_help=True)
+
+BOT = typer.Argument(..., metavar="BOT")
+USER = typer.Argument(..., metavar="USER")
+
+
+@app.command("export")
+def export(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
+    """Print every live piece of data about USER as JSON (stdout)."""
+    as_json = settings(ctx).json
+
+    async def go(store: Store) -> Any:
+        return await store.bot(bot).users.export(user)
+
+    data = run(ctx, go)
+    # JSON either way: an export is meant to be saved; --json makes it compact
+    Output(as_json).data(data, pretty=not as_json)
+
+
+@app.command("forget")
+def forget(
+    ctx: typer.Context,
+    bot: str = BOT,
+    user: str = USER,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+) -> None:
+    """Delete everything about USER and end their sessions; prints the receipt."""
+    out = Output(settings(ctx).json)
+
+    async def go(store: Store) -> Any:
+        return await store.bot(bot).users.forget(user, dry_run=dry_run)
+
+    receipt: dict[str, Any] = run(ctx, go)
+    if out.json:
+        out.data(receipt)
+        return
+    counts = receipt.get("counts", {})
+    title = f"{'would forget' if dry_run else 'forgot'} user {show(user)} of bot {show(bot)}"
+    out.table(["scope", "count"], [[show(str(k)), str(v)] for k, v in counts.items()], title=title)
+    out.text(f"time: {receipt.get('time')}", style="dim")
+
+
+@app.command("hold")
+def hold(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
+    """Put USER under legal hold: nothing of theirs is deleted until released."""
+    out = Output(settings(ctx).json)
+
+    async def go(store: Store) -> None:
+        await store.bot(bot).users.hold(user)
+
+    run(ctx, go)
+    if out.json:
+        out.data({"bot": bot, "user": user, "held": True})
+    else:
+        out.text(f"user {show(user)} of bot {show(bot)} is under legal hold")
+
+
+@app.command("release")
+def release(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
+    """Release USER's legal hold."""
+    out = Output(settings(ctx).json)
+
+    async def go(store: Store) -> None:
+        await store.bot(bot).users.release(user)
+
+    run(ctx, go)
+    if out.json:
+        out.data({"bot": bot, "user": user, "held": False})
+    else:
+        out.text(f"user {show(user)} of bot {show(bot)} is no longer held")
