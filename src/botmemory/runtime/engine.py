@@ -1,0 +1,543 @@
+"""``Runtime``: mounts the bots of a folder and runs their conversations.
+
+A turn (``converse``) of one conversation:
+
+1. find the conversation (``conversation_id=None``: the user's current one,
+   else a new uuid4 hex id) and take its lease (``sessions.ConversationLease``);
+2. ``before_incoming`` hooks; read the session; a timed-out session is
+   ended first (variables discarded, ``after_conversation_end``);
+   ``after_incoming`` hooks;
+3. no session: start one at the start flow's ``start`` node and run its
+   ``on_enter`` (the message is not given to ``on_receive``); otherwise run
+   the current node's ``on_receive``;
+4. follow transitions: the first whose ``when`` holds; entering a node runs
+   its ``on_enter`` and, when the node has no ``on_receive``, its ``next``
+   right away; ``END`` ends the session; no transition: wait at the node;
+5. save the session (compare-and-set, expiry = now + ``session_timeout``)
+   or end it; ``before_outgoing`` hooks on every reply; release the lease.
+
+A failure inside steps 2–5 (template, action, backend, a step limit against
+transition loops) answers the bot's ``error_message``, is logged with bot,
+flow, node and action, keeps the memory writes made so far, and leaves the
+session where the turn began.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from copy import deepcopy
+from pathlib import Path
+from typing import Any, Final, cast
+
+from ..backends.base import Backend
+from ..errors import InvalidInputError, InvalidKeyError, KeyNotFoundError, StoreError
+from ..keys import validate_key
+from ..namespaces import link_key, links_ns
+from ..store import Bot, Store
+from .actions import ActionContext, BotSDK
+from .flows import END, ActionCall, Transition
+from .hooks import run_hook
+from .loader import LoadedBot, load_bots
+from .metrics import MeteredBackend, TurnStats, current_turn
+from .sessions import ConversationLease, Session, SessionStore
+from .templates import MEMORY_SCOPES, Reads, Variables
+
+__all__ = ["MAX_STEPS", "Runtime", "TurnError"]
+
+logger = logging.getLogger("botmemory.runtime")
+
+#: Nodes a single turn may enter before it is stopped as a loop.
+MAX_STEPS: Final = 100
+
+_LEASE_TTL: Final = 60.0
+_JANITOR_BATCH: Final = 100
+
+# Runtime reasons -> the reasons botmemory.retention's audit log records.
+_AUDIT_REASONS: Final = {"end": "end_of_conversation", "timeout": "expired"}
+
+
+class TurnError(Exception):
+    """A turn failed for a reason of the bot's own making (e.g. a transition loop)."""
+
+
+class _Position:
+    """Where the turn is, for the error log."""
+
+    __slots__ = ("action", "flow", "node")
+
+    def __init__(self, flow: str, node: str) -> None:
+        self.flow, self.node, self.action = flow, node, "-"
+
+
+class Runtime:
+    """The mounted bots of one bots folder over one store.
+
+    Use ``await Runtime.open(store, "bots/")``; see the module docstring for
+    what a turn does.
+
+    Attributes:
+        bots: the mounted bots by id.
+        load_errors: ``"file:line: message"`` for each bot that failed to load, by bot id.
+        metrics: totals over every turn (``turns``, ``errors``, ``store_calls``,
+            ``store_seconds``, ``turn_seconds``).
+        last_turn: the same counters for the last finished turn.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bots: dict[str, LoadedBot],
+        load_errors: dict[str, str],
+        *,
+        lock_wait: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.bots = bots
+        self.load_errors = load_errors
+        self.lock_wait = lock_wait
+        self.metrics = TurnStats()
+        self.last_turn = TurnStats()
+        # The runtime's own Store over the same backend, metered, so the
+        # store's share of each turn is measurable (metrics.MeteredBackend).
+        self._store = Store(
+            cast(Backend, MeteredBackend(store.backend)), clock=store.clock, limits=store.limits
+        )
+        self._sdk: dict[str, BotSDK] = {}
+        self._sessions: dict[str, SessionStore] = {}
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------
+    @classmethod
+    async def open(
+        cls, store: Store, bots_dir: str | Path, *, hook_timeout: float | None = None, lock_wait: float = 30.0
+    ) -> Runtime:
+        """Load every bot under ``bots_dir`` and mount those that load.
+
+        Args:
+            store: the store the bots' memory lives in (the runtime does not close it).
+            bots_dir: a folder of bot folders (each with a ``bot.yaml``).
+            hook_timeout: seconds, overriding every bot's ``hook_timeout``.
+            lock_wait: seconds (real time) a turn waits for its conversation's
+                lease before raising ``StoreTimeoutError``.
+
+        Returns:
+            The runtime; ``runtime.load_errors`` lists the bots that were not mounted.
+
+        Raises:
+            InvalidInputError: ``bots_dir`` is not a directory.
+        """
+        bots, errors = load_bots(bots_dir)
+        if hook_timeout is not None:
+            for bot in bots.values():
+                bot.hook_timeout = float(hook_timeout)
+        runtime = cls(store, bots, errors, lock_wait=lock_wait)
+        for bot in bots.values():
+            await runtime._mount(bot)
+        return runtime
+
+    async def _mount(self, loaded: LoadedBot) -> None:
+        bot = self._store.bot(loaded.id)
+        if loaded.retention is not None and not isinstance(loaded.retention, dict):
+            # Writes through the runtime and through the caller's handle both follow the policies.
+            bot.retention = loaded.retention
+            self.store.bot(loaded.id).retention = loaded.retention
+        self._sdk[loaded.id] = BotSDK(bot)
+        self._sessions[loaded.id] = SessionStore(self._store, loaded.id)
+        await run_hook(loaded, "after_bot_mount", self._sdk[loaded.id])
+        logger.info("bot %s mounted (%d flows)", loaded.id, len(loaded.flows))
+
+    async def close(self) -> None:
+        """Unmount every bot (the store stays open: it belongs to the caller)."""
+        self._closed = True
+        self.bots = {}
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- conversations -----------------------------------------------------------
+    def _loaded(self, bot_id: str) -> LoadedBot:
+        loaded = self.bots.get(bot_id) if isinstance(bot_id, str) else None
+        if loaded is None:
+            why = self.load_errors.get(bot_id) if isinstance(bot_id, str) else None
+            raise KeyNotFoundError(
+                f"bot {bot_id!r} is not mounted" + (f" (load error: {why})" if why else "")
+            )
+        return loaded
+
+    async def converse(
+        self, bot_id: str, *, user_id: str, text: str, conversation_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Send one user message to a bot and return its replies.
+
+        Args:
+            bot_id: a mounted bot.
+            user_id: the user (any valid id; ``"a/b"``, ``".."`` and ``"%"`` are distinct users).
+            text: the message; data, never rendered as a template.
+            conversation_id: the conversation, or None for the user's current
+                one (a new one when there is none).
+
+        Returns:
+            Reply dicts ``{"type": "text", "text": …, "conversation_id": …}``; a
+            failed turn answers one reply with the bot's ``error_message``.
+
+        Raises:
+            KeyNotFoundError: the bot is not mounted.
+            InvalidInputError: a bad user id, conversation id or text.
+            StoreTimeoutError: the conversation's lease stayed busy for ``lock_wait`` seconds.
+            StoreError: the backend failed before the turn could start.
+        """
+        loaded = self._loaded(bot_id)
+        limits = self.store.limits
+        validate_key(user_id, limits.max_id_bytes, "user id")
+        if conversation_id is not None:
+            validate_key(conversation_id, limits.max_id_bytes, "conversation id")
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
+        stats = TurnStats(turns=1)
+        token = current_turn.set(stats)
+        started = time.perf_counter()
+        try:
+            sessions = self._sessions[loaded.id]
+            if conversation_id is None:
+                conversation_id = await sessions.current(user_id) or uuid.uuid4().hex
+            lease = ConversationLease(
+                self._store, loaded.id, conversation_id, ttl=_LEASE_TTL + 4 * loaded.hook_timeout, wait=self.lock_wait
+            )
+            await lease.acquire()
+            try:
+                replies = await self._turn(loaded, user_id, text, conversation_id, stats)
+            finally:
+                try:
+                    await lease.release()
+                except StoreError:
+                    logger.exception("bot %s: releasing the lease of %s failed", loaded.id, conversation_id)
+            return replies
+        finally:
+            current_turn.reset(token)
+            stats.turn_seconds = time.perf_counter() - started
+            self.last_turn = stats
+            self.metrics.add(stats)
+
+    async def _turn(
+        self, loaded: LoadedBot, user_id: str, text: str, conversation_id: str, stats: TurnStats
+    ) -> list[dict[str, Any]]:
+        bp = self._sdk[loaded.id]
+        sessions = self._sessions[loaded.id]
+        event: dict[str, Any] = {
+            "type": "text",
+            "text": text,
+            "user_id": user_id,
+            "conversation_id": conversation_id,
+            "bot_id": loaded.id,
+        }
+        await run_hook(loaded, "before_incoming", bp, event)
+        if not isinstance(event.get("text"), str):
+            event["text"] = text  # a hook broke it; the message still flows
+        position = _Position(loaded.start_flow, loaded.flows[loaded.start_flow].start)
+        try:
+            found = await sessions.get(conversation_id)
+            if found is None:
+                stale = await sessions.find_expired(conversation_id)
+                if stale is not None:
+                    await self._end_session(loaded, conversation_id, stale, "timeout")
+            else:
+                position.flow, position.node = found[0].flow, found[0].node
+            await run_hook(loaded, "after_incoming", bp, event)
+            replies = await self._run(loaded, user_id, conversation_id, event, found, position)
+        except Exception as exc:
+            stats.errors += 1
+            logger.error(
+                "bot %s: turn failed at flow=%s node=%s action=%s (conversation %s): %s: %s",
+                loaded.id, position.flow, position.node, position.action, conversation_id,
+                type(exc).__name__, exc, exc_info=not isinstance(exc, TurnError),
+            )
+            replies = [{"type": "text", "text": loaded.error_message}]
+        return [await self._outgoing(loaded, bp, event, reply, conversation_id) for reply in replies]
+
+    async def _outgoing(
+        self, loaded: LoadedBot, bp: BotSDK, incoming: dict[str, Any], reply: dict[str, Any], conversation_id: str
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": reply.get("type", "text"),
+            "text": reply["text"],
+            "user_id": incoming["user_id"],
+            "conversation_id": conversation_id,
+            "bot_id": loaded.id,
+            "incoming": incoming,
+        }
+        await run_hook(loaded, "before_outgoing", bp, out)
+        text = out.get("text")
+        return {
+            "type": out["type"] if isinstance(out.get("type"), str) else "text",
+            "text": text if isinstance(text, str) else reply["text"],
+            "conversation_id": conversation_id,
+        }
+
+    async def _run(
+        self,
+        loaded: LoadedBot,
+        user_id: str,
+        conversation_id: str,
+        event: dict[str, Any],
+        found: tuple[Session, int] | None,
+        position: _Position,
+    ) -> list[dict[str, Any]]:
+        sessions = self._sessions[loaded.id]
+        now = self._store.clock.now()
+        if found is None:
+            session = Session(user_id, position.flow, position.node, {}, now, now)
+            version = 0
+            await self._link(loaded, user_id, conversation_id)
+        else:
+            session, version = found
+        ctx = ActionContext(self._sdk[loaded.id], user_id, conversation_id, deepcopy(session.temp), event)
+        flow = loaded.flows.get(session.flow)
+        node = flow.nodes.get(session.node) if flow is not None else None
+        if flow is None or node is None:
+            # The bot's files changed under a live session: start over rather than fail forever.
+            logger.warning(
+                "bot %s: session of %s is at %s/%s, which no longer exists; restarting",
+                loaded.id, conversation_id, session.flow, session.node,
+            )
+            flow = loaded.flows[loaded.start_flow]
+            node = flow.nodes[flow.start]
+            found = None
+        position.flow, position.node = flow.name, node.name
+        if found is None:
+            await self._actions(ctx, node.on_enter, position)
+            waiting = node.on_receive is not None
+        else:
+            await self._actions(ctx, node.on_receive or (), position)
+            waiting = False
+        ended = False
+        steps = 0
+        while not waiting:
+            transition = await self._choose(ctx, node.next, position)
+            if transition is None:
+                break
+            if transition.goto == END:
+                ended = True
+                break
+            steps += 1
+            if steps > MAX_STEPS:
+                raise TurnError(f"more than {MAX_STEPS} transitions in one turn (a loop?) at {transition.where}")
+            if transition.flow is not None:
+                flow = loaded.flows[transition.flow]
+                node = flow.nodes[flow.start]
+            else:
+                node = flow.nodes[cast(str, transition.goto)]
+            position.flow, position.node, position.action = flow.name, node.name, "-"
+            await self._actions(ctx, node.on_enter, position)
+            waiting = node.on_receive is not None
+        position.action = "-"
+        session.flow, session.node = flow.name, node.name
+        if ended:
+            await self._end_session(loaded, conversation_id, session, "end")
+        else:
+            session.temp = ctx.temp
+            session.last_activity = now
+            await sessions.save(conversation_id, session, version, loaded.session_timeout)
+        return ctx.replies
+
+    async def _link(self, loaded: LoadedBot, user_id: str, conversation_id: str) -> None:
+        """A new session: link the conversation to the user, make it the user's current one."""
+        bot = self._store.bot(loaded.id)
+        users = _users(bot)
+        if users is not None:
+            await users.link_conversation(user_id, conversation_id)
+        else:
+            try:
+                await self._store.private_kvs(links_ns(loaded.id)).set(
+                    link_key(user_id, conversation_id), {"linked_at": self._store.clock.now()}
+                )
+            except InvalidKeyError:
+                pass  # ids too long for a link key: the link is a convenience for export
+        await self._sessions[loaded.id].set_current(user_id, conversation_id)
+
+    async def _actions(self, ctx: ActionContext, calls: tuple[ActionCall, ...], position: _Position) -> None:
+        for call in calls:
+            position.action = f"{call.name} ({call.where})"
+            context = await self._context(ctx, call.reads)
+            args = {name: value.resolve(context) for name, value in call.args.items()}
+            await call.spec.run(ctx, args)
+        position.action = "-"
+
+    async def _choose(
+        self, ctx: ActionContext, transitions: tuple[Transition, ...], position: _Position
+    ) -> Transition | None:
+        for transition in transitions:
+            if transition.condition is None:
+                return transition
+            position.action = f"when {transition.condition.source!r} ({transition.where})"
+            if transition.condition.test(await self._context(ctx, transition.condition.reads)):
+                return transition
+        position.action = "-"
+        return None
+
+    async def _context(self, ctx: ActionContext, reads: Reads) -> dict[str, Any]:
+        """What templates see, with memory read now (one ``get_many``, plus ``items()`` for whole scopes)."""
+        data: dict[str, dict[str, Any]] = {scope: {} for scope in MEMORY_SCOPES}
+        if not reads.is_empty():
+            wanted: dict[str, tuple[str, str]] = {}
+            for scope, names in reads.names.items():
+                handle = ctx.scope(scope)
+                for name in names:
+                    try:
+                        wanted[handle.key(name)] = (scope, name)
+                    except InvalidInputError:
+                        continue  # a name no variable can have: missing
+            if wanted:
+                for key, value in (await ctx.kvs.get_many(list(wanted))).items():
+                    scope, name = wanted[key]
+                    data[scope][name] = value
+            for scope in reads.whole:
+                data[scope] = await ctx.scope(scope).items()
+        context: dict[str, Any] = {scope: Variables(values) for scope, values in data.items()}
+        context["event"] = Variables(ctx.event)
+        context["temp"] = Variables(ctx.temp)
+        return context
+
+    # -- ending conversations ------------------------------------------------------
+    async def _end_session(self, loaded: LoadedBot, conversation_id: str, session: Session, reason: str) -> None:
+        """Discard the conversation's variables, delete the session, run ``after_conversation_end``."""
+        bot = self._store.bot(loaded.id)
+        users = _users(bot)
+        if users is not None:
+            await users.end_conversation(
+                conversation_id, user_id=session.user_id, reason=_AUDIT_REASONS.get(reason, reason)
+            )
+        else:
+            await bot.memory.end_conversation(conversation_id)
+        sessions = self._sessions[loaded.id]
+        await sessions.delete(conversation_id)
+        await sessions.clear_current(session.user_id, conversation_id)
+        event = {
+            "type": "conversation_end",
+            "bot_id": loaded.id,
+            "user_id": session.user_id,
+            "conversation_id": conversation_id,
+            "reason": reason,
+            "flow": session.flow,
+            "node": session.node,
+        }
+        await run_hook(loaded, "after_conversation_end", self._sdk[loaded.id], event)
+
+    async def end_conversation(self, bot_id: str, conversation_id: str, reason: str = "end") -> bool:
+        """End a conversation's session now (as if it reached ``END``).
+
+        Its variables are discarded even when it has no session.
+
+        Args:
+            bot_id: a mounted bot.
+            conversation_id: the conversation.
+            reason: passed to ``after_conversation_end`` and the audit log
+                (``"end"`` is recorded as ``end_of_conversation``).
+
+        Returns:
+            True when a session (live or timed out) was ended.
+
+        Raises:
+            KeyNotFoundError: the bot is not mounted.
+            StoreTimeoutError: a turn of the conversation held the lease too long.
+        """
+        loaded = self._loaded(bot_id)
+        validate_key(conversation_id, self.store.limits.max_id_bytes, "conversation id")
+        sessions = self._sessions[loaded.id]
+        async with ConversationLease(self._store, loaded.id, conversation_id, ttl=_LEASE_TTL, wait=self.lock_wait):
+            found = await sessions.get(conversation_id)
+            session = found[0] if found is not None else await sessions.find_expired(conversation_id)
+            if session is None:
+                bot = self._store.bot(loaded.id)
+                users = _users(bot)
+                if users is not None:
+                    await users.end_conversation(
+                        conversation_id, user_id=None, reason=_AUDIT_REASONS.get(reason, reason)
+                    )
+                else:
+                    await bot.memory.end_conversation(conversation_id)
+                return False
+            await self._end_session(loaded, conversation_id, session, reason)
+            return True
+
+    async def end_timed_out_sessions(self) -> int:
+        """End every timed-out session of every mounted bot; returns how many were ended.
+
+        A session whose lease is held (a turn is running) is left for that
+        turn or the next run. A backend error on one session is logged and
+        the others continue.
+        """
+        ended = 0
+        for loaded in list(self.bots.values()):
+            sessions = self._sessions[loaded.id]
+            skipped: set[str] = set()
+            while True:
+                batch = [(c, s) for c, s in await sessions.expired(_JANITOR_BATCH + len(skipped)) if c not in skipped]
+                if not batch:
+                    break
+                for conversation_id, _ in batch:
+                    lease = ConversationLease(self._store, loaded.id, conversation_id, ttl=_LEASE_TTL, wait=0)
+                    try:
+                        if not await lease.try_acquire():
+                            skipped.add(conversation_id)
+                            continue
+                        # re-read under the lease: a message may have ended or renewed it meanwhile
+                        session = None if await sessions.get(conversation_id) else await sessions.find_expired(
+                            conversation_id
+                        )
+                        if session is not None:
+                            await self._end_session(loaded, conversation_id, session, "timeout")
+                            ended += 1
+                        else:
+                            skipped.add(conversation_id)
+                    except StoreError:
+                        skipped.add(conversation_id)
+                        logger.exception("bot %s: ending timed-out session %s failed", loaded.id, conversation_id)
+                    finally:
+                        try:
+                            await lease.release()
+                        except StoreError:
+                            logger.exception("bot %s: releasing a janitor lease failed", loaded.id)
+        return ended
+
+    async def janitor_once(self) -> dict[str, Any]:
+        """End timed-out sessions, then run the retention janitor (when installed) once.
+
+        Returns:
+            Counts: ``sessions_ended``, plus the retention janitor's report
+            (``purged``, ``errors``, …) when it ran.
+        """
+        retention = _retention_janitor()
+        if retention is None:
+            return {"sessions_ended": await self.end_timed_out_sessions()}
+        configs = {
+            bot_id: loaded.retention
+            for bot_id, loaded in self.bots.items()
+            if loaded.retention is not None and not isinstance(loaded.retention, dict)
+        }
+        janitor = retention(self.store, configs, end_timed_out_sessions=self.end_timed_out_sessions)
+        report: Any = await janitor.run_once()
+        result: dict[str, Any] = dict(report.as_dict())
+        return result
+
+
+def _users(bot: Bot) -> Any:
+    """``bot.users`` when ``botmemory.retention`` provides it, else None."""
+    try:
+        users = bot.users
+    except ImportError:
+        return None
+    return users if hasattr(users, "end_conversation") and hasattr(users, "link_conversation") else None
+
+
+def _retention_janitor() -> Any:
+    try:
+        from ..retention.janitor import Janitor  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return Janitor
+
