@@ -30,6 +30,7 @@ from .errors import (
 from .kvs import KVS, Entry
 from .limits import Limits
 from .memory import DialogMemory, Scope
+from .runtime import Runtime
 from .store import DEFAULT_URL, Bot, Store, open
 from .sync import SyncStore, open_sync
 
@@ -51,6 +52,7 @@ __all__ = [
     "LegalHoldError",
     "Limits",
     "QuotaExceededError",
+    "Runtime",
     "Scope",
     "Store",
     "StoreError",
