@@ -1,0 +1,376 @@
+"""The janitor: deletes expired data in bounded batches, applies retention policies, keeps the audit log.
+
+One ``run_once``:
+
+1. ends timed-out sessions (the runtime's callback, when given);
+2. reads the legal holds of every bot: a held user's data is never deleted;
+3. re-applies each bot's policies when they changed (or once a day):
+   entries now older than the policy allows are deleted (judged from the
+   last write for ``sliding``, the first write for ``absolute``), longer
+   expiries are capped, and expiries the previous policy set are lengthened
+   when the policy was lengthened (an explicit shorter expiry is left alone);
+4. purges expired rows of every bot and of the server-wide KVS with
+   ``purge_expired(now, batch_size)`` until a batch comes back short, one
+   short transaction per batch, so writers wait for at most one batch; every
+   purged row is audited (reason ``expired``); bots without a config (even
+   deleted ones) are swept too;
+5. purges its own private namespaces explicitly: audit records older than
+   the audit retention, first-write times and erasure tombstones.
+
+``now`` is read once per step, so rows that expire during a run wait for
+the next one and a run always ends. A backend error is logged and counted;
+the janitor carries on with the next step or bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Final
+
+from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Purged, Row
+from ..codec import decode, encode
+from ..errors import InvalidInputError
+from ..keys import GLOBAL_NS, validate_bot_id
+from ..namespaces import audit_ns, holds_ns
+from .audit import AuditLog, records_for_keys
+from .policy import DEFAULT_AUDIT_RETENTION, Policy, RetentionConfig, firstwrite_ns, state_ns
+from .users import erased_ns
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["Janitor", "JanitorReport"]
+
+log = logging.getLogger(__name__)
+
+_PAGE: Final = 500
+_SLACK: Final = 0.002  # seconds: expiries are whole milliseconds, floats are not exact
+
+
+@dataclass
+class JanitorReport:
+    """What one janitor run did (counters for ``/metrics``)."""
+
+    sessions_ended: int = 0
+    purged: int = 0
+    policy_deleted: int = 0
+    policy_capped: int = 0
+    policy_extended: int = 0
+    audit_records: int = 0
+    audit_purged: int = 0
+    private_purged: int = 0
+    batches: int = 0
+    held_users: int = 0
+    errors: int = 0
+    error_messages: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def policy_applied(self) -> int:
+        """Entries a policy deleted, capped or lengthened."""
+        return self.policy_deleted + self.policy_capped + self.policy_extended
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters (and error messages) as JSON-ready data."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["policy_applied"] = self.policy_applied
+        out["error_messages"] = list(self.error_messages)
+        return out
+
+    def add(self, other: JanitorReport) -> None:
+        """Add another report's counters to this one (running totals)."""
+        for f in fields(self):
+            if f.name == "error_messages":
+                self.error_messages = (self.error_messages + other.error_messages)[-20:]
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def _private_bots(namespaces: Sequence[str], prefix: str) -> list[str]:
+    return [ns[len(prefix) :] for ns in namespaces if ns.startswith(prefix)]
+
+
+class Janitor:
+    """Deletes expired data, applies retention policies, keeps the audit log in bounds.
+
+    Args:
+        store: the store.
+        configs: each bot's retention config (bots not listed are still swept).
+        batch_size: rows deleted per transaction.
+        end_timed_out_sessions: the runtime's callback, awaited first in each run;
+            returns how many sessions it ended.
+        reapply_every: seconds after which unchanged policies are applied again
+            (catching data written by a process that had no policy set).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        configs: Mapping[str, RetentionConfig] | None = None,
+        *,
+        batch_size: int = 1000,
+        end_timed_out_sessions: Callable[[], Awaitable[int]] | None = None,
+        reapply_every: float = 86_400.0,
+    ) -> None:
+        if type(batch_size) is not int or batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.store = store
+        self.configs: dict[str, RetentionConfig] = {validate_bot_id(b): c for b, c in (configs or {}).items()}
+        self.batch_size = batch_size
+        self.end_timed_out_sessions = end_timed_out_sessions
+        self.reapply_every = reapply_every
+        self.totals = JanitorReport()
+        self.runs = 0
+        self.last_report: JanitorReport | None = None
+        self._policy_deleted: set[tuple[str, str]] = set()
+
+    # -- helpers ---------------------------------------------------------------
+    def _error(self, report: JanitorReport, step: str, exc: BaseException) -> None:
+        report.errors += 1
+        message = f"{step}: {type(exc).__name__}: {exc}"
+        report.error_messages.append(message)
+        log.warning("janitor %s", message, exc_info=exc)
+
+    def _audit(self, bot_id: str) -> AuditLog:
+        config = self.configs.get(bot_id)
+        return AuditLog(self.store, retention=DEFAULT_AUDIT_RETENTION if config is None else config.audit_retention)
+
+    def _policy_pattern(self, bot_id: str) -> Callable[[str], str | None]:
+        config = self.configs.get(bot_id)
+
+        def pattern(key: str) -> str | None:
+            policy = None if config is None else config.policy_for(key)
+            return None if policy is None else policy.pattern
+
+        return pattern
+
+    # -- the run ---------------------------------------------------------------
+    async def run_once(self) -> JanitorReport:
+        """One full pass (see the module docstring); never raises for backend errors."""
+        started = time.monotonic()
+        report = JanitorReport()
+        self._policy_deleted = set()
+        if self.end_timed_out_sessions is not None:
+            try:
+                report.sessions_ended += int(await self.end_timed_out_sessions())
+            except Exception as exc:  # the janitor survives and counts
+                self._error(report, "ending timed-out sessions", exc)
+        namespaces: list[str] = []
+        keep: list[tuple[str, str]] | None = None
+        try:
+            namespaces = await self.store.backend.namespaces()
+            keep = await self._held(namespaces, report)
+        except Exception as exc:
+            # Without the holds we cannot tell what must be kept: delete nothing of the bots.
+            self._error(report, "reading legal holds", exc)
+        if keep is not None:
+            for bot_id, config in self.configs.items():
+                try:
+                    await self._apply_policies(bot_id, config, keep, report)
+                except Exception as exc:
+                    self._error(report, f"applying policies of {bot_id!r}", exc)
+            await self._purge_public(namespaces, keep, report)
+        await self._purge_private(namespaces, report)
+        report.duration = time.monotonic() - started
+        self.runs += 1
+        self.totals.add(report)
+        self.last_report = report
+        return report
+
+    async def run_forever(self, interval: float) -> None:
+        """Run every ``interval`` seconds until cancelled (``botmemory janitor --loop``)."""
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not math.isfinite(interval):
+            raise InvalidInputError(f"interval must be a positive number of seconds, got {interval!r}")
+        if interval <= 0:
+            raise InvalidInputError(f"interval must be a positive number of seconds, got {interval!r}")
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # the loop must outlive any single failure
+                log.exception("janitor run failed")
+            await asyncio.sleep(interval)
+
+    async def _held(self, namespaces: Sequence[str], report: JanitorReport) -> list[tuple[str, str]]:
+        keep: list[tuple[str, str]] = []
+        for bot_id in _private_bots(namespaces, holds_ns("")):
+            try:
+                validate_bot_id(bot_id)
+            except InvalidInputError:
+                continue
+            users = self.store.bot(bot_id).users
+            report.held_users += len(await users.holds())
+            keep.extend(await users.held_prefixes())
+        return keep
+
+    # -- policies ----------------------------------------------------------------
+    async def _first_write(self, bot_id: str, row: Row, now: float) -> float:
+        rec = await self.store.backend.get(firstwrite_ns(bot_id), row.key, now)
+        if rec is not None:
+            value = decode(rec.value)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        return row.modified_at
+
+    async def _base(self, bot_id: str, policy: Policy, row: Row, now: float) -> float:
+        return row.modified_at if policy.mode == "sliding" else await self._first_write(bot_id, row, now)
+
+    async def _apply_policies(
+        self, bot_id: str, config: RetentionConfig, keep: Sequence[tuple[str, str]], report: JanitorReport
+    ) -> None:
+        store = self.store
+        now = store.clock.now()
+        state_kvs = store.private_kvs(state_ns(bot_id))
+        state = await state_kvs.get("applied")
+        fingerprint = config.fingerprint()
+        if (
+            isinstance(state, dict)
+            and state.get("fingerprint") == fingerprint
+            and now - float(state.get("at", 0)) < self.reapply_every
+        ):
+            return
+        previous = None
+        if isinstance(state, dict):
+            previous = RetentionConfig(
+                policies=[Policy(p["pattern"], int(p["expire_ms"]), p["mode"]) for p in state.get("policies", [])]
+            )
+        if config.policies:
+            await self._apply_to_rows(bot_id, config, previous, keep, now, report)
+        await state_kvs.set(
+            "applied", {"fingerprint": fingerprint, "policies": [p.as_dict() for p in config.policies], "at": now}
+        )
+
+    async def _apply_to_rows(
+        self,
+        bot_id: str,
+        config: RetentionConfig,
+        previous: RetentionConfig | None,
+        keep: Sequence[tuple[str, str]],
+        now: float,
+        report: JanitorReport,
+    ) -> None:
+        backend = self.store.backend
+        held = tuple(prefix for ns, prefix in keep if ns == bot_id)
+        blank = encode(None, self.store.limits)
+        after: str | None = None
+        while True:
+            keys = await backend.scan(bot_id, "", after, _PAGE, now)
+            rows = {r.key: r for r in await backend.get_many(bot_id, keys, now)}
+            doomed: list[str] = []
+            for key in keys:
+                row = rows.get(key)
+                if row is None or (held and key.startswith(held)):
+                    continue
+                policy = config.policy_for(key)
+                if policy is None:
+                    continue
+                deadline = await self._base(bot_id, policy, row, now) + policy.period
+                if deadline <= now:
+                    # only if nobody wrote it since we read it; the value is
+                    # blanked and the row expired, the purge step deletes it
+                    seen = row.version
+
+                    def change(r: Row | None, seen: int = seen) -> Mutation | None:
+                        return Mutation(blank, now) if r is not None and r.version == seen else None
+
+                    if await backend.mutate(bot_id, key, change, now, None) is not None:
+                        doomed.append(key)
+                        self._policy_deleted.add((bot_id, key))
+                elif row.expires_at is None or row.expires_at > deadline + _SLACK:
+                    if await backend.set_expiry(bot_id, key, deadline, now):
+                        report.policy_capped += 1
+                elif row.expires_at < deadline - _SLACK and previous is not None:
+                    old = previous.policy_for(key)
+                    if old is not None and old.period < policy.period:
+                        old_deadline = await self._base(bot_id, old, row, now) + old.period
+                        # lengthen only what the old policy set, not an explicit shorter expiry
+                        if abs(row.expires_at - old_deadline) <= _SLACK and await backend.set_expiry(
+                            bot_id, key, deadline, now
+                        ):
+                            report.policy_extended += 1
+            if doomed:
+                report.policy_deleted += len(doomed)
+                records = records_for_keys(doomed, "policy", self._policy_pattern(bot_id))
+                await self._audit(bot_id).record_many(bot_id, records)
+                report.audit_records += len(records)
+            if len(keys) < _PAGE:
+                return
+            after = keys[-1]
+
+    # -- purges ------------------------------------------------------------------
+    def _supports_keep(self) -> bool:
+        try:
+            return "keep" in inspect.signature(self.store.backend.purge_expired).parameters
+        except (TypeError, ValueError):
+            return False
+
+    async def _purge_public(
+        self, namespaces: Sequence[str], keep: Sequence[tuple[str, str]], report: JanitorReport
+    ) -> None:
+        if not keep or self._supports_keep():
+            await self._purge_batches(None, keep, report, audited=True)
+            return
+        # A backend without ``keep``: sweep namespace by namespace, skipping
+        # the bots with held users rather than deleting what must be kept.
+        held_bots = {ns for ns, _ in keep}
+        for ns in namespaces:
+            if ns.startswith(PRIVATE_NS_PREFIX):
+                continue
+            if ns in held_bots:
+                log.warning("janitor: %s has held users and the backend cannot keep them: not swept", ns)
+                continue
+            await self._purge_batches(ns, (), report, audited=True)
+
+    async def _purge_batches(
+        self, ns: str | None, keep: Sequence[tuple[str, str]], report: JanitorReport, *, audited: bool
+    ) -> int:
+        backend = self.store.backend
+        now = self.store.clock.now()
+        total = 0
+        while True:
+            try:
+                if keep:
+                    batch = await backend.purge_expired(now, self.batch_size, ns, keep=keep)
+                else:
+                    batch = await backend.purge_expired(now, self.batch_size, ns)
+            except Exception as exc:
+                self._error(report, f"purging {ns or 'expired rows'}", exc)
+                return total
+            total += len(batch)
+            if audited:
+                report.batches += 1
+                report.purged += len(batch)
+                await self._audit_purged(batch, report)
+            if len(batch) < self.batch_size:
+                return total
+
+    async def _audit_purged(self, batch: Sequence[Purged], report: JanitorReport) -> None:
+        by_ns: dict[str, list[str]] = {}
+        for p in batch:
+            if (p.namespace, p.key) not in self._policy_deleted:  # already audited as "policy"
+                by_ns.setdefault(p.namespace, []).append(p.key)
+        for ns, keys in by_ns.items():
+            try:
+                if ns != GLOBAL_NS:
+                    validate_bot_id(ns)
+                records = records_for_keys(keys, "expired", self._policy_pattern(ns))
+                await self._audit(ns).record_many(ns, records)
+                report.audit_records += len(records)
+            except Exception as exc:
+                self._error(report, f"auditing purged rows of {ns!r}", exc)
+
+    async def _purge_private(self, namespaces: Sequence[str], report: JanitorReport) -> None:
+        for bot_id in _private_bots(namespaces, audit_ns("")):
+            try:
+                report.audit_purged += await self._audit(bot_id).purge(bot_id, batch_size=self.batch_size)
+            except Exception as exc:
+                self._error(report, f"purging the audit log of {bot_id!r}", exc)
+        for prefix in (firstwrite_ns(""), erased_ns("")):
+            for bot_id in _private_bots(namespaces, prefix):
+                report.private_purged += await self._purge_batches(prefix + bot_id, (), report, audited=False)
+
