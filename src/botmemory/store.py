@@ -34,7 +34,7 @@ class Bot:
     """A handle bound to one bot: its KVS and its dialog memory."""
 
     sync_handle = True  # the sync facade wraps it (botmemory.sync)
-    __slots__ = ("_extras", "id", "kvs", "memory", "store")
+    __slots__ = ("_extras", "_retention", "id", "kvs", "memory", "store")
 
     def __init__(self, store: Store, bot_id: str) -> None:
         self.store = store
@@ -42,9 +42,30 @@ class Bot:
         self.kvs = KVS(store.backend, bot_id, store.clock, store.limits)
         self.memory = DialogMemory(self.kvs, store.limits.max_id_bytes)
         self._extras: dict[str, Any] = {}
+        self._retention: Any = None
+        # Retention sits above the store, hence the deferred import. Its hook
+        # applies ``self.retention``'s policies to writes (none while it is
+        # None) and keeps a write that races a user's erasure from bringing
+        # the user's data back (see botmemory.retention.users).
+        from .retention.users import install_hooks
+
+        install_hooks(self)
 
     def __repr__(self) -> str:
         return f"<Bot {self.id!r}>"
+
+    @property
+    def retention(self) -> Any:
+        """The bot's ``botmemory.retention.RetentionConfig``, or None (the default: no policy).
+
+        Set it to make this handle's KVS and memory writes follow the
+        policies, and to record ``delete_prefix`` calls in the audit log.
+        """
+        return self._retention
+
+    @retention.setter
+    def retention(self, config: Any) -> None:
+        self._retention = config
 
     @property
     def users(self) -> Any:
