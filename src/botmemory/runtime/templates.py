@@ -172,12 +172,14 @@ def _build_environment() -> _Environment:
 environment: Final = _build_environment()
 
 
-class Variables(Mapping[str, Any]):
+class Variables:
     """A read-only mapping shown to templates as ``user``, ``temp``, ``event`` …
 
-    ``user.firstname`` and ``user["firstname"]`` both read the entry (the
-    class has no public attributes, so a variable named ``items`` or
-    ``keys`` is never shadowed by a method); a missing one is ``Missing``.
+    ``user.firstname`` and ``user["firstname"]`` both read the entry; a
+    missing one is ``Missing``. Deliberately not a ``Mapping``: it has no
+    public attributes at all, so a variable named ``items`` or ``keys`` is
+    never shadowed by a method. ``{% for name in user %}``, ``len(user)``
+    and ``"x" in user`` work.
     """
 
     __slots__ = ("_data",)
@@ -193,6 +195,9 @@ class Variables(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
 
     def __repr__(self) -> str:
         return repr(dict(self._data))
