@@ -19,6 +19,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 
 from botmemory.errors import InvalidExpiryError
 
@@ -81,7 +82,16 @@ _HINT = (
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    """repr for messages: control characters escaped, at most 80 characters, never failing."""
+    if isinstance(value, str) and len(value) > 80:
+        value = value[:80]  # repr of a 1 MiB string only to cut it would be waste
+    elif isinstance(value, int) and value.bit_length() > 256:
+        # repr of a huge int raises ValueError (int's digit limit)
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not replace the typed error
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -111,13 +121,19 @@ def _check_range(value: object, ms: int) -> int:
     return ms
 
 
+# The same few duration strings ("30 days", "PT10M") come back on every write
+# from bot configs; refusals raise and so are never cached.
+@lru_cache(maxsize=512)
 def _string_duration_ms(text: str) -> int | None:
     """Milliseconds for a duration string, or None when it is not one."""
     m = _HUMAN_RE.fullmatch(text)
     if m is not None:
-        unit_ms = _UNIT_MS.get(m.group(3))
+        unit = m.group(3)
+        unit_ms = _UNIT_MS.get(unit)
         if unit_ms is None:
-            raise _refuse(text, f"unknown unit {m.group(3)!r} (units are lower-case)")
+            # "M" is refused, not guessed: the ms package reads it as minutes.
+            hint = " (units are lower-case)" if unit.lower() in _UNIT_MS else ""
+            raise _refuse(text, f"unknown unit {unit!r}{hint}")
         return _check_range(text, _exact_ms([(m.group(1), m.group(2), unit_ms)]))
     m = _ISO_RE.fullmatch(text)
     if m is not None:
@@ -147,7 +163,12 @@ def _parse_rfc3339(text: str) -> tuple[datetime, str | None] | None:
     try:
         # The constructor refuses 2030-02-30, 24:00:00 and 23:59:60 for us.
         when = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
             tzinfo=timezone(offset),
         )
     except ValueError as exc:

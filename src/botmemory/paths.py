@@ -50,7 +50,16 @@ _CACHED_PATH_LENGTH = 256
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    """repr for messages: control characters escaped, at most 80 characters, never failing."""
+    if isinstance(value, str) and len(value) > 80:
+        value = value[:80]  # repr of a 1 MiB string only to cut it would be waste
+    elif isinstance(value, int) and value.bit_length() > 256:
+        # repr of a huge int raises ValueError (int's digit limit)
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not replace the typed error
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -69,7 +78,7 @@ def _check_key_segment(path: object, segment: str) -> None:
 
 def _check_index(path: object, index: int) -> None:
     if not 0 <= index <= MAX_INDEX:
-        raise _refuse(path, f"index {index} is outside 0..{MAX_INDEX}")
+        raise _refuse(path, f"index {_show(index)} is outside 0..{MAX_INDEX}")
 
 
 def _parse_string(path: str) -> tuple[Segment, ...]:
@@ -217,7 +226,7 @@ def set_path(
     current: object = None if missing_root else root
     for depth, segment in enumerate(segments):
         copy: dict[str, object] | list[object]
-        if type(segment) is int:
+        if isinstance(segment, int):
             if current is None:  # missing, or null on the way: create
                 copy = []
             elif isinstance(current, (list, tuple)):
@@ -238,20 +247,19 @@ def set_path(
                 copy = dict(current)
             else:
                 where = _describe(segments, depth)
-                raise ValueTypeError(f"cannot read key {segment!r} of {_kind(current)} at {where}")
+                raise ValueTypeError(f"cannot read key {_show(segment)} of {_kind(current)} at {where}")
             current = copy.get(segment)
         copies.append((copy, segment))
 
     child = value
     for copy, segment in reversed(copies):
-        if isinstance(copy, list):
-            assert type(segment) is int
+        # The walk above paired lists with int segments and dicts with str ones.
+        if isinstance(copy, list) and isinstance(segment, int):
             if segment == len(copy):
                 copy.append(child)
             else:
                 copy[segment] = child
-        else:
-            assert type(segment) is str
+        elif isinstance(copy, dict) and isinstance(segment, str):
             copy[segment] = child
         child = copy
     return child
@@ -260,8 +268,7 @@ def set_path(
 def _describe(segments: tuple[Segment, ...], depth: int) -> str:
     """The path up to and including segment ``depth``, for messages."""
     text = "".join(
-        f"[{s}]" if type(s) is int else ("" if i == 0 else ".") + str(s)
-        for i, s in enumerate(segments[: depth + 1])
+        f"[{s}]" if type(s) is int else ("" if i == 0 else ".") + str(s) for i, s in enumerate(segments[: depth + 1])
     )
     return _show(text)
 
@@ -299,7 +306,7 @@ def incr_value(current_found: bool, current: object, amount: int | float) -> int
         raise ValueTypeError("incr result is out of range") from None
     if isinstance(result, int):
         if not _INT64_MIN <= result <= _INT64_MAX:
-            raise ValueTypeError(f"incr result {result} is outside the 64-bit integer range")
+            raise ValueTypeError(f"incr result {_show(result)} is outside the 64-bit range")
     elif not math.isfinite(result):
         raise ValueTypeError(f"incr result {result!r} is not finite")
     return result
