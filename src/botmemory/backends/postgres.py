@@ -678,6 +678,17 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         ),
         "application_name": "botmemory",
     }
+    where = f"PostgreSQL at {info.get('host', 'localhost')}:{info.get('port', '5432')}"
+    # One direct connection first: a refused or frozen server fails here
+    # within ``timeout`` (libpq's connect_timeout counts whole seconds, and a
+    # pool that is still connecting in the background cannot be closed early).
+    try:
+        async with asyncio.timeout(timeout):
+            probe = await AsyncConnection.connect(url, **kwargs)
+        await probe.close()
+    except (psycopg.Error, TimeoutError) as exc:
+        why = str(exc) or "timed out"
+        raise StoreUnavailableError(f"cannot connect to {where} within {timeout:g} s ({why})") from exc
     backend_box: list[PostgresBackend] = []
 
     async def check(conn: AsyncConnection[Any]) -> None:
@@ -691,6 +702,10 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         kwargs=kwargs,
         timeout=timeout,
         check=check,
+        # psycopg_pool's reconnection backoff doubles without a cap until it
+        # gives up; giving up early restarts it at once on the next request,
+        # so a server that is back is used again within seconds.
+        reconnect_timeout=max(5.0, 2 * timeout),
         open=False,
         name=f"botmemory:{schema}",
     )
@@ -698,10 +713,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         await pool.open(wait=True, timeout=timeout)
     except (psycopg.Error, PoolTimeout) as exc:
         await pool.close(timeout=0)
-        raise StoreUnavailableError(
-            f"cannot connect to PostgreSQL at {info.get('host', 'localhost')}:{info.get('port', '5432')} "
-            f"within {timeout:g} s ({exc})"
-        ) from exc
+        raise StoreUnavailableError(f"cannot connect to {where} within {timeout:g} s ({exc})") from exc
     backend = PostgresBackend(pool, schema, timeout, info)
     backend_box.append(backend)
     try:
