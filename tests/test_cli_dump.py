@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import time
@@ -108,7 +109,7 @@ async def test_round_trip_through_every_backend_preserves_everything(tmp_path: P
         assert "gone-soon" not in original["a"]
         assert set(original) == {"a", "b", "__global__", sessions_ns("a")}
         assert original["a"]["counter"].version == 4
-        for source, target in zip(stores, stores[1:], strict=False):
+        for source, target in itertools.pairwise(stores):
             plan = await copy(source, target)
             assert plan.to_write == sum(len(rows) for rows in original.values())
             assert await snapshot(target) == original, f"{source.backend.name} -> {target.backend.name}"
