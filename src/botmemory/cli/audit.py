@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import typer
 
 from ..errors import InvalidExpiryError, InvalidInputError
 from ..expiry import duration_ms
-from ..keys import validate_bot_id, validate_key
+from ..keys import GLOBAL_NS, validate_bot_id, validate_key
+from ..retention.audit import AuditLog
 from ..store import Store
-from .common import Output, run, settings, show
+from .common import GLOBAL_BOT, Output, iso_time, run, settings, show
 
 __all__ = ["audit", "parse_when"]
 
@@ -47,15 +48,9 @@ def parse_when(text: str, now: float) -> float:
     return when.timestamp()
 
 
-def _iso(epoch: Any) -> str:
-    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
-        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return show(str(epoch))
-
-
 def audit(
     ctx: typer.Context,
-    bot: str = typer.Argument(..., metavar="BOT"),
+    bot: str = typer.Argument(..., metavar="BOT", help=f"Bot id, or {GLOBAL_BOT} for the server-wide KVS."),
     user: str | None = typer.Option(None, "--user", metavar="U", help="Only records about this user."),
     since: str | None = typer.Option(
         None, "--since", metavar="WHEN", help="RFC 3339 time, epoch seconds, or 24h (ago)."
@@ -65,18 +60,16 @@ def audit(
 ) -> None:
     """Show why data of BOT disappeared: time, scope, owner, key, reason, policy."""
     out = Output(settings(ctx).json)
-    validate_bot_id(bot)
+    bot_id = GLOBAL_NS if bot == GLOBAL_BOT else validate_bot_id(bot)
     if user is not None:
         validate_key(user, None, "user id")
 
     async def go(store: Store) -> list[dict[str, Any]]:
-        from ..retention.audit import AuditLog
-
         now = store.clock.now()
         start = None if since is None else parse_when(since, now)
         end = None if until is None else parse_when(until, now)
         records: list[dict[str, Any]] = await AuditLog(store).query(
-            bot, user_id=user, since=start, until=end, limit=limit
+            bot_id, user_id=user, since=start, until=end, limit=limit
         )
         return records
 
@@ -84,15 +77,16 @@ def audit(
     if out.json:
         out.data(records)
         return
-    columns = ["time", "scope", "owner", "key", "reason", "policy"]
+    columns = ["time", "scope", "owner", "key", "reason", "policy", "count"]
     rows = [
         [
-            _iso(r.get("time")),
+            iso_time(r.get("time")),
             show(str(r.get("scope", ""))),
             show(str(r.get("owner_id") or r.get("user_id") or r.get("conversation_id") or "")),
             show(str(r.get("key", ""))),
             show(str(r.get("reason", ""))),
             show(str(r.get("policy") or "")),
+            str(r.get("count", 1)),
         ]
         for r in records
     ]

@@ -27,6 +27,10 @@ __all__ = ["chat"]
 _QUIT = ("/quit", "/exit")
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _lines(stream: Any) -> Iterator[tuple[int, str]]:
     """Numbered lines of a binary stream, decoded strictly, without their line ending."""
     for number, raw in enumerate(stream, start=1):
@@ -62,7 +66,7 @@ def chat(
     validate_key(user, None, "user id")
     if conversation is not None:
         validate_key(conversation, None, "conversation id")
-    interactive = sys.stdin.isatty()
+    interactive = _stdin_is_terminal()
 
     with asyncio.Runner() as loop:
         store = loop.run(store_module.open(opts.store_url))

@@ -16,8 +16,9 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 import typer
@@ -31,7 +32,6 @@ from ..errors import (
     InvalidInputError,
     KeyNotFoundError,
     LegalHoldError,
-    StoreError,
     ValueTooLargeError,
     ValueTypeError,
     VersionConflictError,
@@ -39,6 +39,9 @@ from ..errors import (
 from ..keys import GLOBAL_NS, validate_bot_id
 from ..kvs import KVS
 from ..store import Store
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 __all__ = [
     "BAD_INPUT",
@@ -178,6 +181,13 @@ def human_ttl(seconds: float | None) -> str:
     return " ".join(parts[:2]) or "0s"
 
 
+def iso_time(epoch: Any) -> str:
+    """Epoch seconds as an RFC 3339 UTC time for people (anything else shown escaped)."""
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool):
+        return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return show(str(epoch))
+
+
 # -- input ---------------------------------------------------------------------
 
 
@@ -246,14 +256,11 @@ def run(ctx: typer.Context, command: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def open_runtime(store: Store, bots_dir: str) -> Any:
+async def open_runtime(store: Store, bots_dir: str) -> Runtime:
     """``await botmemory.Runtime.open(store, bots_dir)``: every bot of the folder, mounted."""
-    import botmemory
+    from ..runtime import Runtime  # imported on use: kvs commands need no flows or Jinja2
 
-    runtime_cls: Any = getattr(botmemory, "Runtime", None)
-    if runtime_cls is None:  # an installation without botmemory.runtime
-        raise StoreError("this botmemory has no bot runtime (botmemory.Runtime is missing)")
-    return await runtime_cls.open(store, bots_dir)
+    return await Runtime.open(store, bots_dir)
 
 
 def has_bots(bots_dir: str) -> bool:

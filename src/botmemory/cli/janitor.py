@@ -8,7 +8,6 @@ policies); without one, the retention janitor runs alone over the store.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 import sys
 import time
@@ -86,8 +85,9 @@ def janitor(
                     sys.stderr.write(f"warning: bot {show(bot_id)} not mounted: {show(error)}\n")
                 run_once: Callable[[], Any] = runtime.janitor_once
             else:
-                janitor_module: Any = importlib.import_module("botmemory.retention.janitor")
-                run_once = janitor_module.Janitor(store).run_once
+                from ..retention.janitor import Janitor
+
+                run_once = Janitor(store).run_once
             every = interval if interval is not None else (_interval_of(runtime) if runtime else DEFAULT_INTERVAL)
             count = 0
             try:

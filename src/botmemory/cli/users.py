@@ -6,8 +6,9 @@ from typing import Any
 
 import typer
 
+from ..errors import KeyNotFoundError
 from ..store import Store
-from .common import Output, run, settings, show
+from .common import Output, iso_time, run, settings, show
 
 __all__ = ["app"]
 
@@ -50,16 +51,21 @@ def forget(
     counts = receipt.get("counts", {})
     title = f"{'would forget' if dry_run else 'forgot'} user {show(user)} of bot {show(bot)}"
     out.table(["scope", "count"], [[show(str(k)), str(v)] for k, v in counts.items()], title=title)
-    out.text(f"time: {receipt.get('time')}", style="dim")
+    out.text(f"time: {iso_time(receipt.get('time'))}", style="dim")
 
 
 @app.command("hold")
-def hold(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
+def hold(
+    ctx: typer.Context,
+    bot: str = BOT,
+    user: str = USER,
+    reason: str | None = typer.Option(None, "--reason", metavar="TEXT", help="Why (kept with the hold)."),
+) -> None:
     """Put USER under legal hold: nothing of theirs is deleted until released."""
     out = Output(settings(ctx).json)
 
     async def go(store: Store) -> None:
-        await store.bot(bot).users.hold(user)
+        await store.bot(bot).users.hold(user, reason=reason)
 
     run(ctx, go)
     if out.json:
@@ -70,11 +76,12 @@ def hold(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
 
 @app.command("release")
 def release(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
-    """Release USER's legal hold."""
+    """Release USER's legal hold (exit 2 when they were not held)."""
     out = Output(settings(ctx).json)
 
     async def go(store: Store) -> None:
-        await store.bot(bot).users.release(user)
+        if not await store.bot(bot).users.release(user):
+            raise KeyNotFoundError(f"user {user!r} of bot {bot!r} is not under legal hold")
 
     run(ctx, go)
     if out.json:
