@@ -95,7 +95,8 @@ def load_yaml(text: str, file: str) -> Any:
         raise BotLoadError(file, exc.line, exc.message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
+        # an unterminated construct is reported at the end of the stream, past the last line
+        line = min(mark.line + 1, max(len(text.splitlines()), 1)) if mark is not None else None
         raise BotLoadError(file, line, f"bad YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise BotLoadError(file, None, f"bad YAML: {exc}") from None
