@@ -235,6 +235,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse(raw: bytes, line: int) -> Any:
+    # Fast path for lines exactly as dump writes them: orjson reads them, and
+    # writing the result back gives the same bytes only if the line had no
+    # duplicate keys, no NaN, no odd number forms and no whitespace. Any
+    # other line goes through the strict parser for a precise message.
+    try:
+        fast = orjson.loads(raw)
+        if orjson.dumps(fast) == raw.rstrip(b"\n"):
+            return fast
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
