@@ -1,0 +1,252 @@
+"""Concurrent incr, compare-and-set and path updates lose no update.
+
+Two layers:
+
+- in-process: 64 asyncio tasks on one store, on every backend of the
+  ``store`` fixture;
+- multi-process: 8 processes (``spawn``, so nothing is shared but the store
+  behind the URL) on one store. ``MULTIPROCESS_BACKENDS`` lists the
+  backends (the ``backend_name`` fixture skips, or with CI=true fails,
+  when a server is missing); each process opens
+  ``botmemory.open(url, **options)`` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import botmemory
+from botmemory import VersionConflictError
+from botmemory.testing.backends import BACKENDS, POSTGRES_URL, REDIS_URL, open_test_store, unique_suffix
+
+PROCESSES = 8
+INCRS_PER_PROCESS = 500
+PATH_ROUNDS = 10
+TASKS = 64
+WORKER_TIMEOUT = 240.0
+
+# Every backend that can be shared by several processes (memory:// cannot).
+MULTIPROCESS_BACKENDS = [b for b in BACKENDS if b != "memory"]
+
+
+def _target(name: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """The URL and options every process opens for backend ``name``.
+
+    Mirrors ``open_test_store`` with a fixed schema/prefix, so that the
+    parent's ``open_test_store`` (which drops it afterwards) and the workers
+    see the same data.
+    """
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}", {}
+    if name == "postgres":
+        return POSTGRES_URL, {"schema": unique_suffix()}
+    if name == "redis":
+        return REDIS_URL, {"prefix": f"botmemory-test:{unique_suffix()}:"}
+    raise ValueError(f"{name} cannot be shared between processes")
+
+
+@asynccontextmanager
+async def _shared_store(name: str, tmp_path: Path) -> AsyncIterator[tuple[botmemory.Store, str, dict[str, Any]]]:
+    url, options = _target(name, tmp_path)
+    async with open_test_store(name, tmp_path, **options) as store:
+        yield store, url, options
+
+
+# -- workers (module level: spawn pickles them by name) ---------------------------
+
+
+def _worker(job: str, url: str, options: dict[str, Any], index: int, barrier: Any, results: Any) -> None:
+    """Run one job in a fresh process and report ("ok", value) or ("error", type, text)."""
+    try:
+        value = asyncio.run(_JOBS[job](url, options, index, barrier))
+    except BaseException as exc:
+        results.put((index, "error", type(exc).__name__, traceback.format_exc()))
+    else:
+        results.put((index, "ok", value, ""))
+
+
+async def _incr_job(url: str, options: dict[str, Any], index: int, barrier: Any) -> int:
+    async with await botmemory.open(url, **options) as store:
+        kvs = store.bot("race").kvs
+        await asyncio.to_thread(barrier.wait)
+        last = 0
+        for _ in range(INCRS_PER_PROCESS):
+            last = int(await kvs.incr("counter"))
+        return last
+
+
+async def _cas_job(url: str, options: dict[str, Any], index: int, barrier: Any) -> str:
+    async with await botmemory.open(url, **options) as store:
+        kvs = store.bot("race").kvs
+        await asyncio.to_thread(barrier.wait)
+        try:
+            version = await kvs.set("slot", f"winner-{index}", if_version=1)
+        except VersionConflictError:
+            return "conflict"
+        return f"won:{version}"
+
+
+async def _path_job(url: str, options: dict[str, Any], index: int, barrier: Any) -> int:
+    async with await botmemory.open(url, **options) as store:
+        kvs = store.bot("race").kvs
+        await asyncio.to_thread(barrier.wait)
+        for round_ in range(PATH_ROUNDS):
+            await kvs.set("doc", round_, path=f"f{index}")
+        return PATH_ROUNDS
+
+
+_JOBS: dict[str, Callable[[str, dict[str, Any], int, Any], Awaitable[Any]]] = {
+    "incr": _incr_job,
+    "cas": _cas_job,
+    "path": _path_job,
+}
+
+
+def _run_processes(job: str, url: str, options: dict[str, Any]) -> dict[int, tuple[str, Any, str]]:
+    """Start PROCESSES workers that begin together; their results by index."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(job, url, options, i, barrier, results), daemon=True)
+        for i in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    out: dict[int, tuple[str, Any, str]] = {}
+    try:
+        for _ in range(PROCESSES):
+            index, status, value, detail = results.get(timeout=WORKER_TIMEOUT)
+            out[index] = (status, value, detail)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        results.close()
+        results.join_thread()
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    return out
+
+
+def _errors(out: dict[int, tuple[str, Any, str]]) -> list[str]:
+    return [f"process {i}: {value}\n{detail}" for i, (status, value, detail) in out.items() if status != "ok"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", MULTIPROCESS_BACKENDS, indirect=True)
+async def test_processes_incr_one_counter(backend_name: str, tmp_path: Path) -> None:
+    async with _shared_store(backend_name, tmp_path) as (store, url, options):
+        out = await asyncio.to_thread(_run_processes, "incr", url, options)
+        assert _errors(out) == []
+        assert await store.bot("race").kvs.get("counter") == PROCESSES * INCRS_PER_PROCESS
+        entry = await store.bot("race").kvs.get_entry("counter")
+        assert entry is not None and entry.version == PROCESSES * INCRS_PER_PROCESS
+        # every process saw its own increments land: the last value each read is distinct
+        assert len({value for _, value, _ in out.values()}) == PROCESSES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", MULTIPROCESS_BACKENDS, indirect=True)
+async def test_processes_compare_and_set_has_one_winner(backend_name: str, tmp_path: Path) -> None:
+    async with _shared_store(backend_name, tmp_path) as (store, url, options):
+        kvs = store.bot("race").kvs
+        assert await kvs.set("slot", "initial") == 1
+        out = await asyncio.to_thread(_run_processes, "cas", url, options)
+        assert _errors(out) == []
+        winners = [i for i, (_, value, _) in out.items() if value != "conflict"]
+        assert len(winners) == 1, out
+        assert out[winners[0]][1] == "won:2"
+        assert await kvs.get("slot") == f"winner-{winners[0]}"
+        assert await kvs.set("slot", "later", if_version=2) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", MULTIPROCESS_BACKENDS, indirect=True)
+async def test_processes_path_updates_lose_none(backend_name: str, tmp_path: Path) -> None:
+    async with _shared_store(backend_name, tmp_path) as (store, url, options):
+        kvs = store.bot("race").kvs
+        await kvs.set("doc", {"keep": True})
+        out = await asyncio.to_thread(_run_processes, "path", url, options)
+        assert _errors(out) == []
+        doc = await kvs.get("doc")
+        assert doc == {"keep": True, **{f"f{i}": PATH_ROUNDS - 1 for i in range(PROCESSES)}}
+        entry = await kvs.get_entry("doc")
+        assert entry is not None and entry.version == 1 + PROCESSES * PATH_ROUNDS
+
+
+# -- in-process: many tasks on one store, every backend ---------------------------------
+
+
+async def test_tasks_incr_one_counter(store: botmemory.Store) -> None:
+    kvs = store.bot("race").kvs
+
+    async def bump() -> list[int | float]:
+        return [await kvs.incr("counter") for _ in range(10)]
+
+    seen = [n for batch in await asyncio.gather(*(bump() for _ in range(TASKS))) for n in batch]
+    assert await kvs.get("counter") == TASKS * 10
+    assert sorted(seen) == list(range(1, TASKS * 10 + 1))  # each increment saw a distinct value
+
+
+async def test_tasks_incr_paths_and_floats(store: botmemory.Store) -> None:
+    kvs = store.bot("race").kvs
+    await asyncio.gather(*(kvs.incr("doc", 0.5, path=f"c{i % 4}") for i in range(TASKS)))
+    assert await kvs.get("doc") == {f"c{i}": TASKS / 4 * 0.5 for i in range(4)}
+
+
+async def test_tasks_compare_and_set_has_one_winner(store: botmemory.Store) -> None:
+    kvs = store.bot("race").kvs
+    await kvs.set("slot", "initial")
+
+    async def claim(i: int) -> int | None:
+        try:
+            return await kvs.set("slot", i, if_version=1)
+        except VersionConflictError:
+            return None
+
+    results = await asyncio.gather(*(claim(i) for i in range(TASKS)))
+    winners = [i for i, version in enumerate(results) if version is not None]
+    assert len(winners) == 1
+    assert results[winners[0]] == 2
+    assert await kvs.get("slot") == winners[0]
+
+
+async def test_tasks_create_with_if_version_zero_once(store: botmemory.Store) -> None:
+    kvs = store.bot("race").kvs
+
+    async def create(i: int) -> bool:
+        try:
+            await kvs.set("lock", i, if_version=0)
+        except VersionConflictError:
+            return False
+        return True
+
+    created = await asyncio.gather(*(create(i) for i in range(TASKS)))
+    flags = await asyncio.gather(*(kvs.set_if_absent("once", i) for i in range(TASKS)))
+    assert sum(created) == 1 and sum(flags) == 1
+    assert await kvs.get("lock") == created.index(True)
+    assert await kvs.get("once") == flags.index(True)
+
+
+async def test_tasks_path_updates_lose_none(store: botmemory.Store) -> None:
+    kvs = store.bot("race").kvs
+    await kvs.set("doc", {})
+
+    async def write(i: int) -> None:
+        for round_ in range(3):
+            await kvs.set("doc", round_, path=f"f{i}")
+
+    await asyncio.gather(*(write(i) for i in range(TASKS)))
+    assert await kvs.get("doc") == {f"f{i}": 2 for i in range(TASKS)}
+    entry = await kvs.get_entry("doc")
+    assert entry is not None and entry.version == 1 + 3 * TASKS
