@@ -164,3 +164,19 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"[]\n"
+
+
+def test_json_flag_after_the_command(url: str) -> None:
+    assert cli("--store", url, "kvs", "set", "b", "k", '"v"', "--json").stdout == '{"key":"k","version":1}\n'
+    assert cli("--store", url, "kvs", "get", "b", "k", "--json").stdout.startswith('{"key":"k","value":"v"')
+    # after "--" it is an argument again: here a (non-JSON) value, refused
+    refused = cli("--store", url, "kvs", "set", "b", "k", "--", "--json")
+    assert refused.exit_code == 2 and "not valid JSON" in refused.stderr
+
+
+def test_store_url_from_a_non_utf8_environment(tmp_path: Path) -> None:
+    bad = "sqlite:///" + os.fsdecode(bytes(tmp_path) + b"/\xff.db")
+    result = cli("kvs", "ls", "b", env={"BOTMEMORY_STORE": bad})
+    assert result.exit_code == 2
+    assert "--store URL is not valid UTF-8" in one_error_line(result)
+    assert os.listdir(tmp_path) == []

@@ -28,7 +28,7 @@ from typer.core import TyperGroup
 
 from ..store import DEFAULT_URL
 from . import audit, chat, janitor, kvs, memory, users
-from .common import Settings, check_argv, debug_enabled, report_error
+from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
 from .dump import dump_command, load_command
 
 __all__ = ["app", "main"]
@@ -50,7 +50,7 @@ class _RootGroup(TyperGroup):
         try:
             check_argv(argv)
             result = super().main(
-                argv,
+                hoist_json_flag(argv),
                 prog_name,
                 complete_var,
                 standalone_mode=False,

@@ -17,10 +17,9 @@ from typing import Any
 
 import typer
 
-from .. import store as store_module
 from ..errors import BotMemoryError, InvalidInputError, KeyNotFoundError
 from ..keys import validate_bot_id, validate_key
-from .common import Output, open_runtime, report_error, settings, show, to_json
+from .common import Output, open_runtime, open_store, report_error, settings, show, to_json
 
 __all__ = ["chat"]
 
@@ -69,7 +68,7 @@ def chat(
     interactive = _stdin_is_terminal()
 
     with asyncio.Runner() as loop:
-        store = loop.run(store_module.open(opts.store_url))
+        store = loop.run(open_store(opts.store_url))
         runtime: Any = None
         try:
             runtime = loop.run(open_runtime(store, opts.bots_dir))

@@ -242,12 +242,18 @@ def namespace_for(bot: str) -> str:
     return GLOBAL_NS if bot == GLOBAL_BOT else validate_bot_id(bot)
 
 
+async def open_store(url: str) -> Store:
+    """``botmemory.open(url)``, refusing a URL that is not valid UTF-8 (from a byte-mangled environment)."""
+    check_argv([url], what="--store URL")
+    return await store_module.open(url)
+
+
 def run(ctx: typer.Context, command: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store named by ``--store``, run ``command`` with it, close it."""
     url = settings(ctx).store_url
 
     async def main() -> T:
-        store = await store_module.open(url)
+        store = await open_store(url)
         try:
             return await command(store)
         finally:
@@ -307,17 +313,31 @@ def report_error(exc: BaseException) -> int:
     return exit_code_for(exc)
 
 
-def check_argv(args: Sequence[str]) -> None:
+def check_argv(args: Sequence[str], *, what: str = "argument") -> None:
     """Refuse arguments that were not valid UTF-8 (K7).
 
-    Python decodes argv with ``surrogateescape``, so undecodable bytes arrive
-    as lone surrogates; no key, id or option can contain one.
+    Python decodes argv (and the environment) with ``surrogateescape``, so
+    undecodable bytes arrive as lone surrogates; no key, id or option can
+    contain one.
     """
     for position, arg in enumerate(args, start=1):
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidInputError(f"argument {position} is not valid UTF-8: {arg!r}") from None
+            name = f"{what} {position}" if len(args) > 1 or what == "argument" else what
+            raise InvalidInputError(f"{name} is not valid UTF-8: {arg!r}") from None
+
+
+def hoist_json_flag(args: Sequence[str]) -> list[str]:
+    """Move ``--json`` given after the command (``botmemory kvs ls b --json``) to the global options.
+
+    Only before a ``--`` separator: after it, ``--json`` is an argument.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--json"]
+    if len(head) == end:
+        return list(args)
+    return ["--json", *head, *args[end:]]
 
 
 def debug_enabled() -> bool:

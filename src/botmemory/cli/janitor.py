@@ -16,10 +16,9 @@ from typing import Any
 
 import typer
 
-from .. import store as store_module
 from ..errors import InvalidInputError
 from ..store import Store
-from .common import Output, has_bots, open_runtime, settings, show
+from .common import Output, has_bots, open_runtime, open_store, settings, show
 
 __all__ = ["janitor"]
 
@@ -76,7 +75,7 @@ def janitor(
     use_runtime = has_bots(opts.bots_dir)
 
     with asyncio.Runner() as runner:
-        store: Store = runner.run(store_module.open(opts.store_url))
+        store: Store = runner.run(open_store(opts.store_url))
         runtime: Any = None
         try:
             if use_runtime:
