@@ -347,3 +347,16 @@ async def test_store_share_of_a_turn_is_measured(runtime: Runtime) -> None:
     assert turn.store_calls >= 4  # lease, session read, memory read, session write, release
     assert 0 < turn.store_seconds <= turn.turn_seconds
     assert runtime.metrics.turns == 2
+
+
+async def test_unreadable_session_rows_do_not_block_a_conversation(
+    runtime: Runtime, store: botmemory.Store, clock: FakeClock
+) -> None:
+    sessions = store.private_kvs(sessions_ns("cmd"))
+    await sessions.set("c1", ["not", "a", "session"], expiry=300)
+    assert await say(runtime, "get x") == ["hello"]  # dropped, started over
+    assert await say(runtime, "get x") == ["u= c= g="]
+    await sessions.set("c2", {"flow": "main"}, expiry=60)  # no user_id
+    clock.advance(61)
+    assert (await runtime.janitor_once())["sessions_ended"] == 1
+    assert await store.bot("cmd").kvs.get("ended/c2") == "timeout"

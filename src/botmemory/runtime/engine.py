@@ -54,8 +54,9 @@ MAX_STEPS: Final = 100
 _LEASE_TTL: Final = 60.0
 _JANITOR_BATCH: Final = 100
 
-# Runtime reasons -> the reasons botmemory.retention's audit log records.
-_AUDIT_REASONS: Final = {"end": "end_of_conversation", "timeout": "expired"}
+# Runtime reasons -> the reasons botmemory.retention's audit log records
+# ("timeout" is recorded as is: the audit log takes callers' own reasons).
+_AUDIT_REASONS: Final = {"end": "end_of_conversation"}
 
 
 class TurnError(Exception):
@@ -104,6 +105,7 @@ class Runtime:
         self._store = Store(
             cast(Backend, MeteredBackend(store.backend)), clock=store.clock, limits=store.limits
         )
+        self._janitor: Any = None  # botmemory.retention.Janitor, made at the first janitor_once
         self._sdk: dict[str, BotSDK] = {}
         self._sessions: dict[str, SessionStore] = {}
         self._closed = False
@@ -407,15 +409,15 @@ class Runtime:
         """Discard the conversation's variables, delete the session, run ``after_conversation_end``."""
         bot = self._store.bot(loaded.id)
         users = _users(bot)
+        user_id = session.user_id or None  # None: an unreadable row, whose user is unknown
         if users is not None:
-            await users.end_conversation(
-                conversation_id, user_id=session.user_id, reason=_AUDIT_REASONS.get(reason, reason)
-            )
+            await users.end_conversation(conversation_id, user_id=user_id, reason=_AUDIT_REASONS.get(reason, reason))
         else:
             await bot.memory.end_conversation(conversation_id)
         sessions = self._sessions[loaded.id]
         await sessions.delete(conversation_id)
-        await sessions.clear_current(session.user_id, conversation_id)
+        if user_id is not None:
+            await sessions.clear_current(user_id, conversation_id)
         event = {
             "type": "conversation_end",
             "bot_id": loaded.id,
@@ -511,16 +513,18 @@ class Runtime:
             Counts: ``sessions_ended``, plus the retention janitor's report
             (``purged``, ``errors``, …) when it ran.
         """
-        retention = _retention_janitor()
-        if retention is None:
-            return {"sessions_ended": await self.end_timed_out_sessions()}
-        configs = {
-            bot_id: loaded.retention
-            for bot_id, loaded in self.bots.items()
-            if loaded.retention is not None and not isinstance(loaded.retention, dict)
-        }
-        janitor = retention(self.store, configs, end_timed_out_sessions=self.end_timed_out_sessions)
-        report: Any = await janitor.run_once()
+        if self._janitor is None:
+            retention = _retention_janitor()
+            if retention is None:
+                return {"sessions_ended": await self.end_timed_out_sessions()}
+            configs = {
+                bot_id: loaded.retention
+                for bot_id, loaded in self.bots.items()
+                if loaded.retention is not None and not isinstance(loaded.retention, dict)
+            }
+            # one Janitor for the runtime's life: it remembers when it last re-applied policies
+            self._janitor = retention(self.store, configs, end_timed_out_sessions=self.end_timed_out_sessions)
+        report: Any = await self._janitor.run_once()
         result: dict[str, Any] = dict(report.as_dict())
         return result
 

@@ -20,6 +20,7 @@ session.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -35,6 +36,8 @@ from ..namespaces import current_ns, sessions_ns
 from ..store import Store
 
 __all__ = ["ConversationLease", "Session", "SessionStore"]
+
+logger = logging.getLogger("botmemory.runtime")
 
 _EXPIRED_SCAN: Final = 100
 _HOST: Final = f"{socket.gethostname()}:{os.getpid()}"
@@ -76,6 +79,15 @@ class Session:
         )
 
 
+def _readable(key: str, value: bytes) -> Session:
+    """The session in a (timed-out) row, or a stand-in (no user) that lets it be ended when it is unreadable."""
+    try:
+        return Session.from_json(decode(value))
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.warning("unreadable timed-out session %s: %s", key, exc)
+        return Session(user_id="", flow="", node="")
+
+
 class SessionStore:
     """The sessions of one bot (and the pointers to its users' current conversations)."""
 
@@ -90,7 +102,16 @@ class SessionStore:
     async def get(self, conversation_id: str) -> tuple[Session, int] | None:
         """The live session and its version, or None (missing or timed out)."""
         entry = await self._kvs.get_entry(conversation_id)
-        return None if entry is None else (Session.from_json(entry.value), entry.version)
+        if entry is None:
+            return None
+        try:
+            return Session.from_json(entry.value), entry.version
+        except (KeyError, TypeError, ValueError) as exc:
+            # A row this runtime cannot read would fail every turn of the
+            # conversation: drop it, and the conversation starts over.
+            logger.warning("bot %s: unreadable session %s dropped: %s", self.bot_id, conversation_id, exc)
+            await self._kvs.delete(conversation_id)
+            return None
 
     async def find_expired(self, conversation_id: str) -> Session | None:
         """The timed-out session of a conversation that no one has ended yet, if any."""
@@ -99,13 +120,13 @@ class SessionStore:
         )
         for row in rows:
             if row.key == conversation_id:
-                return Session.from_json(decode(row.value))
+                return _readable(row.key, row.value)
         return None
 
     async def expired(self, limit: int) -> list[tuple[str, Session]]:
         """Up to ``limit`` timed-out sessions, oldest deadline first."""
         rows = await self._store.backend.scan_expired(self._kvs.namespace, "", self._store.clock.now(), limit)
-        return [(row.key, Session.from_json(decode(row.value))) for row in rows]
+        return [(row.key, _readable(row.key, row.value)) for row in rows]
 
     async def save(self, conversation_id: str, session: Session, version: int, timeout: float) -> int:
         """Write the session if it is still at ``version`` (0: new); expiry = now + ``timeout``.
