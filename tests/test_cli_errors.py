@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,27 @@ def test_store_url_from_a_non_utf8_environment(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "--store URL is not valid UTF-8" in one_error_line(result)
     assert os.listdir(tmp_path) == []
+
+
+def test_locked_database_fails_fast_with_timeout(tmp_path: Path, url: str) -> None:
+    assert cli("--store", url, "kvs", "set", "b", "k", "1").exit_code == 0
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        result = cli("--store", url, "--timeout", "0.5", "kvs", "set", "b", "k", "2")
+        assert time.monotonic() - started < 5
+        assert result.exit_code == 1
+        assert "locked" in one_error_line(result) or "busy" in result.stderr
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with botmemory.open_sync(url) as store:
+        assert store.bot("b").kvs.get("k") == 1
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "x"])
+def test_bad_timeout(url: str, timeout: str) -> None:
+    result = cli("--store", url, "--timeout", timeout, "kvs", "ls", "b")
+    assert result.exit_code == 2
+    one_error_line(result)

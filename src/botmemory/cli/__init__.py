@@ -19,6 +19,7 @@ values, missing keys, legal hold, version conflicts), 1 for other failures
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
 from . import audit, chat, janitor, kvs, memory, users
 from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
@@ -104,9 +106,18 @@ def _global_options(
         "./bots", "--bots", envvar="BOTMEMORY_BOTS", metavar="DIR", help="Folder of bots (chat, janitor)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        envvar="BOTMEMORY_TIMEOUT",
+        metavar="SECONDS",
+        help="How long to wait for a locked SQLite file or an unresponsive server (default: the backend's).",
+    ),
 ) -> None:
     """Bot memory and data retention: KVS, dialog memory, retention, chat."""
-    ctx.obj = Settings(store_url=store, bots_dir=bots, json=as_json)
+    if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= 3600):
+        raise InvalidInputError("--timeout must be between 0 and 3600 seconds")
+    ctx.obj = Settings(store_url=store, bots_dir=bots, json=as_json, timeout=timeout)
 
 
 app.add_typer(kvs.app, name="kvs")

@@ -68,7 +68,7 @@ def chat(
     interactive = _stdin_is_terminal()
 
     with asyncio.Runner() as loop:
-        store = loop.run(open_store(opts.store_url))
+        store = loop.run(open_store(opts.store_url, opts.timeout))
         runtime: Any = None
         try:
             runtime = loop.run(open_runtime(store, opts.bots_dir))

@@ -79,6 +79,7 @@ class Settings:
     store_url: str
     bots_dir: str
     json: bool
+    timeout: float | None = None
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -242,18 +243,24 @@ def namespace_for(bot: str) -> str:
     return GLOBAL_NS if bot == GLOBAL_BOT else validate_bot_id(bot)
 
 
-async def open_store(url: str) -> Store:
-    """``botmemory.open(url)``, refusing a URL that is not valid UTF-8 (from a byte-mangled environment)."""
+async def open_store(url: str, timeout: float | None = None) -> Store:
+    """``botmemory.open(url)``, refusing a URL that is not valid UTF-8 (from a byte-mangled environment).
+
+    ``timeout`` (seconds) goes to the backend: how long SQLite waits for a
+    locked database, PostgreSQL and Redis for a connection and each call.
+    """
     check_argv([url], what="--store URL")
-    return await store_module.open(url)
+    if timeout is None or url.startswith("memory:"):
+        return await store_module.open(url)
+    return await store_module.open(url, timeout=timeout)
 
 
 def run(ctx: typer.Context, command: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store named by ``--store``, run ``command`` with it, close it."""
-    url = settings(ctx).store_url
+    opts = settings(ctx)
 
     async def main() -> T:
-        store = await open_store(url)
+        store = await open_store(opts.store_url, opts.timeout)
         try:
             return await command(store)
         finally:

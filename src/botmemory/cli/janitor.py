@@ -75,7 +75,7 @@ def janitor(
     use_runtime = has_bots(opts.bots_dir)
 
     with asyncio.Runner() as runner:
-        store: Store = runner.run(open_store(opts.store_url))
+        store: Store = runner.run(open_store(opts.store_url, opts.timeout))
         runtime: Any = None
         try:
             if use_runtime:
