@@ -39,6 +39,7 @@ import asyncio
 import math
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
@@ -462,6 +463,8 @@ class RedisBackend(Backend):
         p = prefix
         self._nz = f"{p}n"
         self._fence = f"{p}fence"
+        # per-entry locks of the mutations in flight; a lock goes away with its last user
+        self._mutating: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # -- names -------------------------------------------------------------
     def _id(self, ns: str, key: str) -> str:
@@ -567,9 +570,18 @@ class RedisBackend(Backend):
         return int(await self._script("put", keys, args))
 
     async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
+        ek = self._ekey(ns, key)
+        # Optimistic transactions on one hot key conflict with each other:
+        # callers in this process take turns, so only other processes retry.
+        lock = self._mutating.get(ek)
+        if lock is None:
+            lock = self._mutating[ek] = asyncio.Lock()
+        async with lock:
+            return await self._mutate(ek, ns, key, fn, now, max_keys)
+
+    async def _mutate(self, ek: str, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
         client = self._client()
         script = self._scripts["put"]
-        ek = self._ekey(ns, key)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
@@ -770,8 +782,12 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
     if type(max_connections) is not int or max_connections < 1:
         raise InvalidInputError(f"max_connections must be an int >= 1, got {max_connections!r}")
     try:
-        client = aioredis.Redis.from_url(
+        # A blocking pool waits (up to timeout) for a free connection instead
+        # of failing at once when every connection is busy.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=float(timeout),
             socket_timeout=float(timeout),
             socket_connect_timeout=float(timeout),
             # Never resend a command behind the caller's back: a write whose
@@ -779,8 +795,8 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
             # connections, and health checks probe idle ones.
             retry=Retry(NoBackoff(), 0),
             health_check_interval=10,
-            max_connections=max_connections,
         )
+        client = aioredis.Redis.from_pool(pool)
     except (ValueError, RedisError) as exc:
         raise InvalidInputError(f"bad Redis URL: {exc}") from exc
     backend = RedisBackend(client, prefix, float(timeout), url)
