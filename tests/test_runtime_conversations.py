@@ -360,3 +360,19 @@ async def test_unreadable_session_rows_do_not_block_a_conversation(
     clock.advance(61)
     assert (await runtime.janitor_once())["sessions_ended"] == 1
     assert await store.bot("cmd").kvs.get("ended/c2") == "timeout"
+
+
+async def test_a_busy_conversation_times_out_and_the_janitor_skips_it(
+    runtime: Runtime, store: botmemory.Store, clock: FakeClock
+) -> None:
+    await say(runtime, "hi")
+    lock = f"{sessions_ns('cmd')}/c1"  # the lease name: the session namespace plus the encoded conversation id
+    assert await store.backend.acquire_lock(lock, "someone-else", 3600, clock.now()) is not None
+    runtime.lock_wait = 0.05
+    with pytest.raises(botmemory.StoreTimeoutError):
+        await say(runtime, "get x")
+    clock.advance(5 * 60 + 1)  # the session has timed out, but a turn "holds" it
+    assert (await runtime.janitor_once())["sessions_ended"] == 0
+    assert await store.backend.release_lock(lock, "someone-else")
+    assert (await runtime.janitor_once())["sessions_ended"] == 1
+    assert await say(runtime, "get x") == ["hello"]
