@@ -78,6 +78,13 @@ def flow_with(node_body: str) -> str:
         ({"actions/raises.py": "import os\nraise RuntimeError('no')\n"}, "actions/raises.py:2: import failed"),
         ({"actions/say.py": "async def say(ctx):\n    pass\n"}, "actions/say.py:1: action 'say' has the name"),
         ({"hooks/sync.py": "def before_incoming(bp, event):\n    pass\n"}, "hooks/sync.py:1: hook 'before_incoming'"),
+        (
+            {
+                "actions/pick.py": "async def pick(ctx, colour):\n    pass\n",
+                "flows/main.yaml": flow_with("    on_enter:\n      - pick: {color: red}\n"),
+            },
+            "flows/main.yaml:5: pick: cannot be called with these arguments",
+        ),
     ],
 )
 def test_load_errors_name_file_and_line(tmp_path: Path, files: dict[str, str], expected: str) -> None:

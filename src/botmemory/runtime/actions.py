@@ -26,8 +26,9 @@ else it returns is an error.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -124,6 +125,17 @@ class ActionSpec:
     names: frozenset[str] = frozenset()
     expiry_args: frozenset[str] = frozenset()
     shorthand: str | None = None  # `- say: "text"` means {text: "text"}
+    signature: inspect.Signature | None = None  # of a custom action, to check calls at load time
+
+    def check_call(self, names: Collection[str]) -> str | None:
+        """Why calling this action with these argument names cannot work, or None."""
+        if self.signature is None:
+            return None
+        try:
+            self.signature.bind(None, **dict.fromkeys(names))
+        except TypeError as exc:
+            return str(exc)
+        return None
 
 
 def _setter(scope: str) -> ActionFn:
@@ -201,4 +213,8 @@ def custom_action_spec(name: str, fn: Callable[..., Awaitable[Any]]) -> ActionSp
                 raise ValueTypeError(f"action {name!r} returned a dict with a non-str key {key!r}")
             ctx.temp[key] = value
 
-    return ActionSpec(name, run)
+    try:
+        signature: inspect.Signature | None = inspect.signature(fn)
+    except (TypeError, ValueError):
+        signature = None
+    return ActionSpec(name, run, signature=signature)

@@ -115,6 +115,9 @@ def _parse_action(item: Any, line: int, file: str, actions: Mapping[str, ActionS
         unknown = sorted(raw_args.keys() - spec.required - spec.optional)
         if unknown:
             raise _fail(file, args_line(unknown[0]), f"{name}: unknown argument(s) {', '.join(unknown)}")
+    problem = spec.check_call(raw_args.keys())
+    if problem is not None:
+        raise _fail(file, line, f"{name}: cannot be called with these arguments: {problem}")
     compiled: dict[str, Value] = {}
     for key, raw in raw_args.items():
         try:
