@@ -105,3 +105,40 @@ async def test_legal_hold_keeps_conversation_variables_at_the_end(store: botmemo
     await runtime.converse("linked", user_id="u1", text="hi", conversation_id="c1")
     await runtime.converse("linked", user_id="u1", text="end", conversation_id="c1")
     assert await store.bot("linked").memory.get_conversation_variable("c1", "topic") == "x"
+
+
+SPEC_FLOW = """\
+# flows/main.yaml, verbatim from the runtime specification
+start: ask_name
+nodes:
+  ask_name:
+    on_enter:
+      - say: "Hi! What's your name?"
+    on_receive:
+      - setUserVariable: {name: firstname, value: "{{ event.text }}"}
+      - setConversationVariable: {name: topic, value: greeting, expiry: 10m}
+    next:
+      - when: "user.firstname"
+        goto: greet
+  greet:
+    on_enter:
+      - getUserVariable: {name: firstname, output: name}
+      - incrGlobalVariable: {name: visits}
+      - say: "Nice to meet you, {{ temp.name }}. Visits: {{ global.visits }}"
+    next:
+      - goto: END          # END finishes the flow: conversation memory is discarded
+"""
+
+
+async def test_the_flow_of_the_specification(store: botmemory.Store, tmp_path: Path) -> None:
+    write_bot(tmp_path, "spec", flows={"main": SPEC_FLOW})
+    runtime = await Runtime.open(store, tmp_path)
+    first = await runtime.converse("spec", user_id="u1", text="hi", conversation_id=None)
+    assert first == [{"type": "text", "text": "Hi! What's your name?", "conversation_id": first[0]["conversation_id"]}]
+    assert texts(await runtime.converse("spec", user_id="u1", text="Ada")) == ["Nice to meet you, Ada. Visits: 1"]
+    memory = store.bot("spec").memory
+    assert await memory.get_conversation_variable(first[0]["conversation_id"], "topic") is None
+    assert await memory.get_user_variable("u1", "firstname") == "Ada"
+    second = await runtime.converse("spec", user_id="u2", text="hello")
+    assert second[0]["conversation_id"] != first[0]["conversation_id"]
+    assert texts(await runtime.converse("spec", user_id="u2", text="Bo")) == ["Nice to meet you, Bo. Visits: 2"]
