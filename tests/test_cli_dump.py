@@ -344,3 +344,46 @@ def test_load_of_a_missing_file(tmp_path: Path) -> None:
     result = cli("--store", sqlite_url(tmp_path / "t.db"), "load", str(tmp_path / "nope.jsonl"))
     assert result.exit_code == 2
     assert "cannot read" in result.stderr
+
+
+async def test_a_backend_failure_midway_is_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    async with open_test_store("memory", tmp_path, clock=clock) as source, open_test_store(
+        "sqlite", tmp_path, clock=clock
+    ) as target:
+        await fill(source, clock)
+        await target.bot("other").kvs.set("untouched", 1)
+        buffer = io.BytesIO()
+        await dumpfile.write_dump(source, buffer)
+        buffer.seek(0)
+        plan = dumpfile.validate(buffer, target.limits, clock.now())
+        buffer.seek(0)
+        calls = 0
+        real_restore = target.backend.restore
+
+        async def failing_restore(ns: str, rows: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 4:
+                raise botmemory.StoreUnavailableError("the disk went away")
+            await real_restore(ns, rows)
+
+        monkeypatch.setattr(target.backend, "restore", failing_restore)
+        with pytest.raises(botmemory.StoreUnavailableError):
+            await dumpfile.load(target, buffer, plan, batch=100)
+        assert calls == 4
+        assert set(await snapshot(target)) == {"other"}  # what was written is gone again; the rest untouched
+
+
+async def test_load_twice_needs_replace(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with open_test_store("memory", tmp_path, clock=clock) as source, open_test_store(
+        "sqlite", tmp_path, clock=clock
+    ) as target:
+        await fill(source, clock)
+        await copy(source, target)
+        with pytest.raises(dumpfile.DumpError, match="--replace"):
+            await copy(source, target)
+        await target.bot("a").kvs.set("extra", 1)
+        await copy(source, target, replace=True)
+        assert await snapshot(target) == await snapshot(source)

@@ -205,3 +205,11 @@ def test_bad_timeout(url: str, timeout: str) -> None:
     result = cli("--store", url, "--timeout", timeout, "kvs", "ls", "b")
     assert result.exit_code == 2
     one_error_line(result)
+
+
+@pytest.mark.parametrize("args", [[], ["kvs"], ["memory"], ["user"]])
+def test_group_without_a_command_shows_help_and_exits_2(args: list[str]) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert "Usage" in result.stdout
+    assert one_error_line(result) == "error: a command is needed (see the help above)\n"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -181,3 +184,23 @@ def test_janitor_loop_repeats(url: str, tmp_path: Path) -> None:
 def test_janitor_bad_interval(url: str, tmp_path: Path, interval: str) -> None:
     result = cli(url, tmp_path, "janitor", "--loop", "--interval", interval)
     assert result.exit_code == 2
+
+
+def test_janitor_loop_stops_on_ctrl_c(url: str, tmp_path: Path) -> None:
+    """The real console script: SIGINT between runs stops the loop cleanly (exit 0)."""
+    binary = Path(sys.executable).parent / "botmemory"
+    args = [binary, "--store", url, "--bots", str(tmp_path / "none"), "janitor", "--loop", "--interval", "30"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # the first run's report: the loop is now sleeping
+        assert first.startswith(b"janitor run 1:")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert b"janitor stopped" in out
+    assert b"Traceback" not in err

@@ -72,7 +72,14 @@ class _RootGroup(TyperGroup):
         except Exception as exc:
             if debug_enabled() and not isinstance(exc, typer.TyperException):
                 raise
-            code = report_error(exc)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # a group run without a command: typer has printed its help (or put it in the message)
+                help_text = exc.format_message() if isinstance(exc, typer.TyperException) else ""
+                if help_text:
+                    sys.stdout.write(help_text + "\n")
+                code = report_error(InvalidInputError("a command is needed (see the help above)"))
+            else:
+                code = report_error(exc)
         else:
             # without standalone mode, typer returns the exit code of an Exit
             code = result if isinstance(result, int) else 0

@@ -35,11 +35,15 @@ from .common import Output, run, settings, show
 __all__ = ["dump_command", "load_command"]
 
 
+def _shows_progress(enabled: bool | None) -> bool:
+    return enabled is True or (enabled is None and Console(stderr=True).is_terminal)
+
+
 @contextmanager
 def _progress(label: str, total: int | None, enabled: bool | None) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr (only on a terminal unless forced); yields ``advance(n)``."""
     console = Console(stderr=True)
-    if enabled is False or (enabled is None and not console.is_terminal):
+    if not _shows_progress(enabled):
         yield lambda _n: None
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -69,7 +73,8 @@ def dump_command(
     owners = dumpfile.select_owners(bots)
 
     async def go(store: Store) -> dumpfile.DumpSummary:
-        total = await dumpfile.count_live(store, owners)
+        # counting costs a pass over every namespace: only for a bar someone sees
+        total = await dumpfile.count_live(store, owners) if _shows_progress(progress) else None
         with _progress("dumping", total, progress) as advance:
             if output is None:
                 stream = typer.get_binary_stream("stdout")

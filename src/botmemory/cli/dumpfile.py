@@ -19,6 +19,10 @@
   refuses duplicates in one pass without holding every key in memory.
 - ``value`` is the stored JSON itself; ``version``, ``expires_at`` (epoch
   seconds or null) and ``modified_at`` are restored exactly by ``load``.
+- Locks and leases are not dumped: they are transient.
+- A dump of a store that is being written is not one snapshot: each page
+  of keys is read as it is at that moment (expiry is judged at the dump's
+  start time throughout).
 
 Loading validates the whole file before writing anything (see
 :func:`validate`), then writes each namespace in batches with
