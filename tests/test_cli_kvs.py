@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 
 import botmemory
 from botmemory.cli import app
+from botmemory.keys import encode_component
 
 
 @pytest.fixture
@@ -220,3 +221,38 @@ def test_memory_bad_arguments_exit_2(url: str, args: list[str]) -> None:
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     with botmemory.open_sync(url) as store:
         assert list(store.bot("b1").kvs.keys()) == []
+
+
+ODD_BUT_VALID = [
+    "café",  # K8: NFC ...
+    "cafe\u0301",  # ... and NFD are two keys
+    "User",  # K9: no case folding
+    "user",
+    "\u212a",
+    "alice/../bob",  # K11
+    "a:b",
+    "'; DROP TABLE kv;--",  # K13
+    "x') OR '1'='1",
+    '" OR 1=1',
+    "%",  # K12
+    "_",
+    "[a]",
+    "\\",
+]
+
+
+def test_odd_keys_are_stored_exactly_and_kept_apart(url: str) -> None:
+    for i, key in enumerate(ODD_BUT_VALID):
+        assert ok_json(url, "kvs", "set", "shop", key, str(i))["version"] == 1
+    for i, key in enumerate(ODD_BUT_VALID):
+        assert ok_json(url, "kvs", "get", "shop", key)["value"] == i
+    assert sorted(e["key"] for e in ok_json(url, "kvs", "ls", "shop")) == sorted(ODD_BUT_VALID)
+    assert [e["key"] for e in ok_json(url, "kvs", "ls", "shop", "%")] == ["%"]
+
+
+@pytest.mark.parametrize("user", [".", "..", "__proto__", "u/x", "u%2Fx", "%", "a b"])
+def test_odd_user_ids_reach_only_their_own_variables(url: str, user: str) -> None:
+    assert ok_json(url, "memory", "set", "shop", "user", user, "name", json.dumps(user))["version"] == 1
+    assert ok_json(url, "memory", "ls", "shop", "user", user) == {"name": user}
+    with botmemory.open_sync(url) as store:
+        assert list(store.bot("shop").kvs.keys()) == [f"storage/users/{encode_component(user)}/name"]
