@@ -204,3 +204,24 @@ def test_janitor_loop_stops_on_ctrl_c(url: str, tmp_path: Path) -> None:
     assert process.returncode == 0, err
     assert b"janitor stopped" in out
     assert b"Traceback" not in err
+
+
+def test_cli_writes_follow_the_bots_retention_policies(url: str, bots: Path, tmp_path: Path) -> None:
+    folder = bots / "shop-folder"
+    (folder / "flows").mkdir(parents=True)
+    (folder / "flows" / "main.yaml").write_text(FLOW)
+    (folder / "bot.yaml").write_text(
+        "id: shop\nretention:\n  policies:\n    user.*: {expire: 1h}\n    kvs:carts/*: {expire: 2h}\n"
+    )
+    assert cli(url, bots, "memory", "set", "shop", "user", "u1", "email", '"a@b.c"').exit_code == 0
+    assert cli(url, bots, "kvs", "set", "shop", "carts/1", "[1]", "--expiry", "1d").exit_code == 0
+    assert cli(url, tmp_path / "none", "memory", "set", "shop", "user", "u2", "email", '"d@e.f"').exit_code == 0
+    with botmemory.open_sync(url) as store:
+        kvs = store.bot("shop").kvs
+        assert 3590 < kvs.ttl("storage/users/u1/email") <= 3600  # the policy's expiry
+        assert 7190 < kvs.ttl("carts/1") <= 7200  # a longer explicit expiry is capped
+        assert kvs.ttl("storage/users/u2/email") is None  # no --bots folder: no policy
+    (folder / "bot.yaml").write_text("id: shop\nretention:\n  policies:\n    user.*: {expire: 0d}\n")
+    refused = cli(url, bots, "memory", "set", "shop", "user", "u1", "email", '"x"')
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith("error: ") and "shop-folder/bot.yaml" in refused.stderr

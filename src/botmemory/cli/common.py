@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -38,7 +39,8 @@ from ..errors import (
 )
 from ..keys import GLOBAL_NS, validate_bot_id
 from ..kvs import KVS
-from ..store import Store
+from ..retention.policy import RetentionConfig
+from ..store import Bot, Store
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -231,10 +233,15 @@ def parse_json_arg(text: str, what: str = "value") -> Any:
 # -- the store -----------------------------------------------------------------
 
 
-def kvs_for(store: Store, bot: str) -> KVS:
-    """The KVS named on the command line: a bot's, or the server-wide one for ``@global``."""
+def kvs_for(store: Store, bot: str, opts: Settings | None = None) -> KVS:
+    """The KVS named on the command line: a bot's, or the server-wide one for ``@global``.
+
+    With ``opts`` (for writes), the bot follows its retention policies (:func:`bot_with_policies`).
+    """
     if bot == GLOBAL_BOT:
         return store.global_kvs
+    if opts is not None:
+        return bot_with_policies(store, validate_bot_id(bot), opts).kvs
     return store.bot(validate_bot_id(bot)).kvs
 
 
@@ -274,6 +281,46 @@ async def open_runtime(store: Store, bots_dir: str) -> Runtime:
     from ..runtime import Runtime  # imported on use: kvs commands need no flows or Jinja2
 
     return await Runtime.open(store, bots_dir)
+
+
+def retention_of(bots_dir: str, bot_id: str) -> RetentionConfig | None:
+    """The retention section of bot ``bot_id``'s ``bot.yaml`` in ``bots_dir``, if that folder has the bot.
+
+    Raises:
+        InvalidInputError: the section is invalid (the runtime would not mount that bot either).
+    """
+    root = Path(bots_dir)
+    try:
+        folders = sorted(p for p in root.iterdir() if (p / "bot.yaml").is_file()) if root.is_dir() else []
+    except OSError:
+        return None
+    for folder in folders:
+        try:
+            doc = yaml.safe_load((folder / "bot.yaml").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # a broken bot folder names no bot
+        if not isinstance(doc, dict) or doc.get("id", folder.name) != bot_id:
+            continue
+        raw = doc.get("retention")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise InvalidInputError(f"{folder.name}/bot.yaml: retention must be a mapping")
+        return RetentionConfig.parse(raw, source=f"{folder.name}/bot.yaml")
+    return None
+
+
+def bot_with_policies(store: Store, bot_id: str, opts: Settings) -> Bot:
+    """``store.bot(bot_id)`` following the retention policies of its ``bot.yaml`` under ``--bots``.
+
+    So a variable set from the command line gets the expiry a flow's write
+    would get, and erasure records name the policies.
+    """
+    bot = store.bot(bot_id)
+    config = retention_of(opts.bots_dir, bot.id)
+    if config is not None:
+        bot.retention = config
+    return bot
 
 
 def has_bots(bots_dir: str) -> bool:

@@ -83,11 +83,12 @@ def set_(
     ),
 ) -> None:
     """Store VALUE_JSON at KEY; prints the new version."""
-    out = Output(settings(ctx).json)
+    opts = settings(ctx)
+    out = Output(opts.json)
     parsed = parse_json_arg(value, "VALUE_JSON")
 
     async def go(store: Store) -> int:
-        return await kvs_for(store, bot).set(key, parsed, path, expiry, keep_ttl=keep_ttl, if_version=if_version)
+        return await kvs_for(store, bot, opts).set(key, parsed, path, expiry, keep_ttl=keep_ttl, if_version=if_version)
 
     version = run(ctx, go)
     if out.json:

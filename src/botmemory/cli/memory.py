@@ -17,7 +17,7 @@ import typer
 from ..errors import InvalidInputError, KeyNotFoundError
 from ..memory import Scope
 from ..store import Store
-from .common import Output, parse_json_arg, run, settings, show, to_json
+from .common import Output, Settings, bot_with_policies, parse_json_arg, run, settings, show, to_json
 
 __all__ = ["app"]
 
@@ -44,8 +44,9 @@ def _split(scope: str, args: list[str], tail: tuple[str, ...]) -> tuple[str | No
     return (args[0], args[1:]) if wanted else (None, args)
 
 
-def _scope(store: Store, bot: str, scope: str, owner: str | None) -> Scope:
-    return store.bot(bot).memory.scope(scope, owner)
+def _scope(store: Store, bot: str, scope: str, owner: str | None, opts: Settings | None = None) -> Scope:
+    handle = store.bot(bot) if opts is None else bot_with_policies(store, bot, opts)
+    return handle.memory.scope(scope, owner)
 
 
 def _where(scope: str, owner: str | None, name: str | None = None, *, quote: bool = False) -> str:
@@ -87,12 +88,13 @@ def set_(
     expiry: str | None = typer.Option(None, "--expiry", metavar="E", help="30s, 10m, 1.5h, 30 days, never…"),
 ) -> None:
     """Set a variable to VALUE_JSON; prints its new version."""
-    out = Output(settings(ctx).json)
+    opts = settings(ctx)
+    out = Output(opts.json)
     owner, (name, raw) = _split(scope, args, ("NAME", "VALUE_JSON"))
     value = parse_json_arg(raw, "VALUE_JSON")
 
     async def go(store: Store) -> int:
-        return await _scope(store, bot, scope, owner).set(name, value, expiry)
+        return await _scope(store, bot, scope, owner, opts).set(name, value, expiry)
 
     version = run(ctx, go)
     if out.json:

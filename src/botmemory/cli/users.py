@@ -8,7 +8,7 @@ import typer
 
 from ..errors import KeyNotFoundError
 from ..store import Store
-from .common import Output, iso_time, run, settings, show
+from .common import Output, bot_with_policies, iso_time, run, settings, show
 
 __all__ = ["app"]
 
@@ -21,14 +21,14 @@ USER = typer.Argument(..., metavar="USER")
 @app.command("export")
 def export(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
     """Print every live piece of data about USER as JSON (stdout)."""
-    as_json = settings(ctx).json
+    opts = settings(ctx)
 
     async def go(store: Store) -> Any:
-        return await store.bot(bot).users.export(user)
+        return await bot_with_policies(store, bot, opts).users.export(user)
 
     data = run(ctx, go)
     # JSON either way: an export is meant to be saved; --json makes it compact
-    Output(as_json).data(data, pretty=not as_json)
+    Output(opts.json).data(data, pretty=not opts.json)
 
 
 @app.command("forget")
@@ -39,10 +39,11 @@ def forget(
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
 ) -> None:
     """Delete everything about USER and end their sessions; prints the receipt."""
-    out = Output(settings(ctx).json)
+    opts = settings(ctx)
+    out = Output(opts.json)
 
     async def go(store: Store) -> Any:
-        return await store.bot(bot).users.forget(user, dry_run=dry_run)
+        return await bot_with_policies(store, bot, opts).users.forget(user, dry_run=dry_run)
 
     receipt: dict[str, Any] = run(ctx, go)
     if out.json:
@@ -62,10 +63,11 @@ def hold(
     reason: str | None = typer.Option(None, "--reason", metavar="TEXT", help="Why (kept with the hold)."),
 ) -> None:
     """Put USER under legal hold: nothing of theirs is deleted until released."""
-    out = Output(settings(ctx).json)
+    opts = settings(ctx)
+    out = Output(opts.json)
 
     async def go(store: Store) -> None:
-        await store.bot(bot).users.hold(user, reason=reason)
+        await bot_with_policies(store, bot, opts).users.hold(user, reason=reason)
 
     run(ctx, go)
     if out.json:
@@ -77,10 +79,11 @@ def hold(
 @app.command("release")
 def release(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
     """Release USER's legal hold (exit 2 when they were not held)."""
-    out = Output(settings(ctx).json)
+    opts = settings(ctx)
+    out = Output(opts.json)
 
     async def go(store: Store) -> None:
-        if not await store.bot(bot).users.release(user):
+        if not await bot_with_policies(store, bot, opts).users.release(user):
             raise KeyNotFoundError(f"user {user!r} of bot {bot!r} is not under legal hold")
 
     run(ctx, go)
