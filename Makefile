@@ -13,9 +13,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The embedded SQLite default with the example bot.
+# The example bot in a terminal chat, on the embedded SQLite default (./botmemory.db).
+# (`python -m botmemory.demo` shows the three scopes and an expiring key without a bot.)
 run: $(STAMP)
-	$(BIN)/python -m botmemory.demo
+	$(BIN)/botmemory --bots bots chat example
 
 # The whole suite. pytest exits 5 when it collects nothing: that is a failure too.
 test: $(STAMP)
