@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .clock import Clock
+from .errors import StoreUnavailableError
 from .limits import Limits
 
 __all__ = ["SyncStore", "open_sync"]
@@ -34,6 +35,11 @@ class _LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a botmemory sync facade cannot be called from its own event loop")
+        if self.loop.is_closed():
+            # after close(): the library's error, not asyncio's RuntimeError
+            # (and no "coroutine was never awaited" warning)
+            coro.close()
+            raise StoreUnavailableError("this store is closed")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def iterate(self, it: AsyncIterator[T]) -> Iterator[T]:
@@ -45,6 +51,8 @@ class _LoopThread:
 
     def stop(self) -> None:
         if self.loop.is_running():
+            # join the executor threads of asyncio.to_thread too, or they outlive close()
+            asyncio.run_coroutine_threadsafe(self.loop.shutdown_default_executor(), self.loop).result()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join()
         self.loop.close()
@@ -56,7 +64,7 @@ async def _anext(it: AsyncIterator[T]) -> T:
 
 def _wrap(value: Any, runner: _LoopThread) -> Any:
     if inspect.isawaitable(value):
-        value = runner.run(_await(value))
+        value = runner.run(value if inspect.iscoroutine(value) else _await(value))
     if isinstance(value, AsyncIterator):
         return runner.iterate(value)
     if getattr(type(value), "sync_handle", False):
