@@ -123,6 +123,19 @@ def validate_key(key: object, max_bytes: int | None, what: str = "key") -> str:
             character (C0, DEL, C1), U+2028/U+2029 or a lone surrogate,
             starts or ends with whitespace, or is longer than ``max_bytes``.
     """
+    # Every read and write checks its key: the common one, printable ASCII
+    # (so no C0 or DEL, and no whitespace but " ") with no space at either
+    # end, passes with three C-level scans instead of a regex search.
+    if (
+        type(key) is str
+        and key
+        and key.isascii()
+        and key.isprintable()
+        and key[0] != " "
+        and key[-1] != " "
+        and (max_bytes is None or len(key) <= max_bytes)
+    ):
+        return key
     if not isinstance(key, str):
         raise InvalidKeyError(f"invalid {what}: must be a str, not {type(key).__name__}")
     if not key:
