@@ -160,7 +160,12 @@ class KVS:
         Raises:
             InvalidKeyError: bad key. InvalidPathError: bad path.
         """
-        return await self._get(self._rkey(key), None if path is None else parse_path(path), default)
+        key = validate_key(key, None)
+        if path is None:
+            # the hot path, inline: one coroutine less than going through _get
+            row = await self._backend.get(self.namespace, key, self._clock.now())
+            return default if row is None else decode(row.value)
+        return await self._get(key, parse_path(path), default)
 
     async def _get(self, key: str, segments: tuple[Segment, ...] | None, default: Any = None) -> Any:
         row = await self._backend.get(self.namespace, key, self._clock.now())
