@@ -26,6 +26,7 @@ import pytest
 import botmemory
 from botmemory import VersionConflictError
 from botmemory.testing.backends import BACKENDS, POSTGRES_URL, REDIS_URL, open_test_store, unique_suffix
+from botmemory.testing.contract import all_keys
 
 PROCESSES = 8
 INCRS_PER_PROCESS = 500
@@ -103,10 +104,29 @@ async def _path_job(url: str, options: dict[str, Any], index: int, barrier: Any)
         return PATH_ROUNDS
 
 
+QUOTA = 10
+
+
+async def _quota_job(url: str, options: dict[str, Any], index: int, barrier: Any) -> int:
+    limits = botmemory.Limits(max_keys_per_bot=QUOTA)
+    async with await botmemory.open(url, limits=limits, **options) as store:
+        kvs = store.bot("race").kvs
+        await asyncio.to_thread(barrier.wait)
+        created = 0
+        for i in range(5):
+            try:
+                await kvs.set(f"p{index}-{i}", i)
+            except botmemory.QuotaExceededError:
+                continue
+            created += 1
+        return created
+
+
 _JOBS: dict[str, Callable[[str, dict[str, Any], int, Any], Awaitable[Any]]] = {
     "incr": _incr_job,
     "cas": _cas_job,
     "path": _path_job,
+    "quota": _quota_job,
 }
 
 
@@ -184,6 +204,16 @@ async def test_processes_path_updates_lose_none(backend_name: str, tmp_path: Pat
         assert entry is not None and entry.version == 1 + PROCESSES * PATH_ROUNDS
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend_name", MULTIPROCESS_BACKENDS, indirect=True)
+async def test_processes_cannot_overshoot_the_quota(backend_name: str, tmp_path: Path) -> None:
+    async with _shared_store(backend_name, tmp_path) as (store, url, options):
+        out = await asyncio.to_thread(_run_processes, "quota", url, options)
+        assert _errors(out) == []
+        assert sum(value for _, value, _ in out.values()) == QUOTA
+        assert len(await all_keys(store.bot("race").kvs)) == QUOTA
+
+
 # -- in-process: many tasks on one store, every backend ---------------------------------
 
 
@@ -250,3 +280,32 @@ async def test_tasks_path_updates_lose_none(store: botmemory.Store) -> None:
     assert await kvs.get("doc") == {f"f{i}": 2 for i in range(TASKS)}
     entry = await kvs.get_entry("doc")
     assert entry is not None and entry.version == 1 + 3 * TASKS
+
+
+async def test_tasks_cannot_overshoot_the_quota(backend_name: str, tmp_path: Path) -> None:
+    quota = 10
+    async with open_test_store(backend_name, tmp_path, limits=botmemory.Limits(max_keys_per_bot=quota)) as store:
+        kvs = store.bot("race").kvs
+
+        async def create(i: int) -> bool:
+            try:
+                await kvs.set(f"k{i:02d}", i)
+            except botmemory.QuotaExceededError:
+                return False
+            return True
+
+        created = await asyncio.gather(*(create(i) for i in range(TASKS)))
+        keys = await all_keys(kvs)
+        assert sum(created) == quota
+        assert keys == sorted(f"k{i:02d}" for i, ok in enumerate(created) if ok)
+
+        async def create_many(i: int) -> bool:
+            try:
+                await store.bot("race2").kvs.set_many({f"a{i:02d}": 1, f"b{i:02d}": 2})
+            except botmemory.QuotaExceededError:
+                return False
+            return True
+
+        created = await asyncio.gather(*(create_many(i) for i in range(TASKS)))
+        assert sum(created) == quota // 2
+        assert len(await all_keys(store.bot("race2").kvs)) == quota
