@@ -16,13 +16,15 @@ conversation id), and ``kvs`` for any other KVS key (``key`` is the key; for
 conversation's user is known, so a query by user finds them.
 
 Records live in the private namespace ``__rt/audit/<bot>`` under keys
-``<13-digit epoch ms>/<random hex>``, so a key range is a time range; each
+``<13-digit epoch ms>/<12 hex digits of a per-process counter><16 random hex
+digits>``, so a key range is a time range; each
 has a KVS expiry equal to the audit retention (default one year), which the
 janitor enforces by purging that namespace explicitly (``purge``).
 """
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -52,6 +54,7 @@ REASONS: Final = (
 
 _SCOPES: Final = ("user", "conversation", "global", "kvs")
 _PAGE: Final = 500
+_SEQUENCE: Final = itertools.count()
 _MAX_LIMIT: Final = 100_000
 
 
@@ -168,7 +171,8 @@ class AuditLog:
         if not built:
             return []
         ms = _ms_key(int(now * 1000))
-        mapping = {f"{ms}/{uuid.uuid4().hex}": rec for rec in built}
+        # the counter keeps one process's records of one millisecond in order
+        mapping = {f"{ms}/{next(_SEQUENCE):012x}{uuid.uuid4().hex[:16]}": rec for rec in built}
         await self.store.private_kvs(audit_ns(bot_id)).set_many(mapping, expiry=self.retention)
         return built
 

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Final
 from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Purged, Row
 from ..codec import decode, encode
 from ..errors import InvalidInputError
-from ..keys import GLOBAL_NS, validate_bot_id
-from ..namespaces import audit_ns, holds_ns
+from ..keys import GLOBAL_NS, decode_component, validate_bot_id
+from ..namespaces import audit_ns, holds_ns, links_ns
 from .audit import AuditLog, records_for_keys
 from .policy import DEFAULT_AUDIT_RETENTION, Policy, RetentionConfig, firstwrite_ns, state_ns
 from .users import erased_ns
@@ -129,6 +129,7 @@ class Janitor:
         self.runs = 0
         self.last_report: JanitorReport | None = None
         self._policy_deleted: set[tuple[str, str]] = set()
+        self._conv_users: dict[str, dict[str, str]] = {}
 
     # -- helpers ---------------------------------------------------------------
     def _error(self, report: JanitorReport, step: str, exc: BaseException) -> None:
@@ -156,6 +157,7 @@ class Janitor:
         started = time.monotonic()
         report = JanitorReport()
         self._policy_deleted = set()
+        self._conv_users = {}
         if self.end_timed_out_sessions is not None:
             try:
                 report.sessions_ended += int(await self.end_timed_out_sessions())
@@ -359,10 +361,36 @@ class Janitor:
                 if ns != GLOBAL_NS:
                     validate_bot_id(ns)
                 records = records_for_keys(keys, "expired", self._policy_pattern(ns))
+                if ns != GLOBAL_NS and any(r["scope"] == "conversation" for r in records):
+                    users = await self._conversation_users(ns)
+                    for r in records:
+                        if r["scope"] == "conversation":
+                            r["user_id"] = users.get(r["owner_id"])
                 await self._audit(ns).record_many(ns, records)
                 report.audit_records += len(records)
             except Exception as exc:
                 self._error(report, f"auditing purged rows of {ns!r}", exc)
+
+    async def _conversation_users(self, bot_id: str) -> dict[str, str]:
+        """Conversation id -> user id from the bot's links (read once per run), for the audit."""
+        found = self._conv_users.get(bot_id)
+        if found is None:
+            found = {}
+            backend, now = self.store.backend, self.store.clock.now()
+            after: str | None = None
+            while True:
+                keys = await backend.scan(links_ns(bot_id), "", after, _PAGE, now)
+                for key in keys:
+                    user, _, conversation = key.partition("/")
+                    try:
+                        found[decode_component(conversation)] = decode_component(user)
+                    except InvalidInputError:
+                        continue
+                if len(keys) < _PAGE:
+                    break
+                after = keys[-1]
+            self._conv_users[bot_id] = found
+        return found
 
     async def _purge_private(self, namespaces: Sequence[str], report: JanitorReport) -> None:
         for bot_id in _private_bots(namespaces, audit_ns("")):
