@@ -249,6 +249,14 @@ class KVSContract:
         assert await kvs.set_if_absent("k", "x") is False
         assert await kvs.get("k", default="d") is None
 
+    async def test_set_if_absent_leaves_a_live_key_alone(self, store: Store, clock: FakeClock) -> None:
+        kvs = store.bot("b1").kvs
+        await kvs.set("k", "first", expiry="1m")
+        before = await kvs.get_entry("k")
+        clock.advance(1)
+        assert await kvs.set_if_absent("k", "second", expiry="1h") is False
+        assert await kvs.get_entry("k") == before
+
     async def test_set_if_absent_with_expiry(self, store: Store, clock: FakeClock) -> None:
         kvs = store.bot("b1").kvs
         assert await kvs.set_if_absent("k", 1, expiry="10s")
@@ -264,6 +272,13 @@ class KVSContract:
         assert await kvs.incr("n", -10) == -4
         assert_same(await kvs.get("n"), -4)
         assert await kvs.ttl("n") is None
+
+    async def test_incr_by_zero_creates_the_key(self, store: Store) -> None:
+        kvs = store.bot("b1").kvs
+        assert_same(await kvs.incr("n", 0), 0)
+        assert await kvs.exists("n")
+        assert await _version(kvs, "n") == 1
+        assert_same(await kvs.incr("f", 0.0), 0.0)
 
     async def test_incr_float(self, store: Store) -> None:
         kvs = store.bot("b1").kvs
@@ -595,6 +610,28 @@ class KeysContract:
         assert await all_keys(kvs, "a\uffff") == ["a\uffff", "a\uffffb"]
         assert await all_keys(kvs, "a") == sorted(k for k in keys if k.startswith("a"))
 
+    async def test_keys_prefix_at_the_top_of_unicode(self, store: Store) -> None:
+        kvs = store.bot("b1").kvs
+        keys = ["a\U0010ffff", "a\U0010ffffb", "a\U0010fffe", "a\ud7ff", "a\ud7ffx", "a\ue000", "a\uffff",
+                "\U0010ffff", "\U0010ffff\U0010ffff", "b"]
+        await kvs.set_many({k: 1 for k in keys})
+        for prefix in ("a\U0010ffff", "a\ud7ff", "a\uffff", "\U0010ffff", "a", "a\U0010fffe"):
+            assert await all_keys(kvs, prefix) == sorted(k for k in keys if k.startswith(prefix)), prefix
+        assert await kvs.delete_prefix("\U0010ffff") == 2
+        assert await kvs.delete_prefix("a\ud7ff") == 2
+        assert await all_keys(kvs) == sorted(set(keys) - {"\U0010ffff", "\U0010ffff\U0010ffff", "a\ud7ff", "a\ud7ffx"})
+
+    async def test_keys_survive_deletes_while_paging(self, store: Store) -> None:
+        kvs = store.bot("b1").kvs
+        keys = [f"k{i:04d}" for i in range(1200)]
+        await kvs.set_many({k: 1 for k in keys})
+        seen = []
+        async for key in kvs.keys():
+            seen.append(key)
+            await kvs.delete(key)
+        assert seen == keys
+        assert await all_keys(kvs) == []
+
     async def test_keys_paging_over_many_keys(self, store: Store) -> None:
         kvs = store.bot("b1").kvs
         keys = [f"k{i:04d}" for i in range(1234)]
@@ -810,6 +847,30 @@ class ExpiryContract:
         assert await b1.get_many(["e1", "e2", "e3", "live"]) == {"live": 1}
         assert await b2.get_many(["e4", "later"]) == {"later": 1}
         assert await store.global_kvs.get("e5") is None
+
+    async def test_purge_expired_takes_the_oldest_first(self, store: Store, clock: FakeClock) -> None:
+        kvs = store.bot("b1").kvs
+        t0 = clock.now()
+        for seconds in (3, 1, 2):
+            await kvs.set(f"e{seconds}", seconds, expiry=seconds)
+        clock.advance(3)
+        assert await store.purge_expired(limit=1) == 1
+        clock.set(t0)  # what was not purged is still stored
+        assert await kvs.get_many(["e1", "e2", "e3"]) == {"e2": 2, "e3": 3}
+        clock.set(t0 + 3)
+        assert await store.purge_expired(limit=1) == 1
+        clock.set(t0)
+        assert await kvs.get_many(["e1", "e2", "e3"]) == {"e3": 3}
+
+    async def test_purge_expired_leaves_live_and_private_data(self, store: Store, clock: FakeClock) -> None:
+        private = store.private_kvs("__rt/contract")
+        await private.set("session", 1, expiry="1s")
+        await store.bot("b1").kvs.set("live", 1, expiry="1h")
+        clock.advance(1)
+        assert await private.get("session") is None  # expired is never returned, even there
+        assert await store.purge_expired() == 0  # its owner purges it, not the store-wide janitor
+        assert await store.bot("b1").kvs.get("live") == 1
+        assert "__rt/contract" not in await store.bots()
 
     async def test_purge_expired_many(self, store: Store, clock: FakeClock) -> None:
         kvs = store.bot("b1").kvs
@@ -1136,6 +1197,9 @@ _ROUND_TRIP: list[Any] = [
     [1, 1.0, True, "1", None, [], {}],
     {"": "empty key", "__proto__": 1, "a.b": [2], "\x00": 3},
     "x" * 100_000,
+    {f"k{i}": i for i in reversed(range(200))},
+    ["\ud7ff", "\ue000", "\U0010ffff", "\\u0000", "\\", "\"", "\u00e9", "\ufeff"],
+    [[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]],
 ]
 
 
