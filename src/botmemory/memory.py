@@ -15,8 +15,8 @@ from typing import Any
 from .keys import (
     GLOBAL_PREFIX,
     conversation_prefix,
-    decode_component,
     encode_component,
+    parse_memory_key,
     user_prefix,
     validate_key,
 )
@@ -62,9 +62,16 @@ class Scope:
 
     async def items(self) -> dict[str, Any]:
         """Every live variable of the scope, by name."""
-        keys = [k async for k in self._kvs._keys(self.prefix) if "/" not in k[len(self.prefix) :]]
-        values = await self._kvs._get_many(keys)
-        return {decode_component(k[len(self.prefix) :]): v for k, v in values.items()}
+        # Only keys this layout builds from valid ids are variables: a raw KVS
+        # write under the prefix (Botpress code does not percent-encode) is
+        # skipped rather than failing the whole listing.
+        names: dict[str, str] = {}
+        async for key in self._kvs._keys(self.prefix):
+            parsed = parse_memory_key(key)
+            if parsed is not None:
+                names[key] = parsed[2]
+        values = await self._kvs._get_many(list(names))
+        return {names[k]: v for k, v in values.items()}
 
     async def clear(self) -> int:
         """Delete every key under the scope's prefix; the number of live keys deleted."""
