@@ -1537,6 +1537,21 @@ class MemoryContract:
             await memory.set_user_variable("u", name, i)
         assert await memory.user("u").items() == {name: i for i, name in enumerate(names)}
 
+    async def test_items_skip_keys_memory_could_not_have_written(self, store: Store) -> None:
+        # Botpress code writes "storage/users/<id>/<name>" through the KVS
+        # without percent-encoding; such keys are not variables and must not
+        # break the listing of the ones that are.
+        kvs = store.bot("b1").kvs
+        memory = store.bot("b1").memory
+        await memory.set_user_variable("u", "first name", "Ada")
+        for raw in ("first name", "%41", "bad%", "%zz", "%0A", "%C3", "a/b", "x%2f"):
+            await kvs.set("storage/users/u/" + raw, "raw")
+            await kvs.set("storage/global/" + raw, "raw")
+        assert await memory.user("u").items() == {"first name": "Ada"}
+        assert await memory.global_scope().items() == {}
+        assert await memory.get_user_variable("u", "first name") == "Ada"
+        assert await memory.user("u").clear() == 9  # clear() empties the whole prefix
+
     async def test_kvs_prefix_operations_see_memory(self, store: Store) -> None:
         memory = store.bot("b1").memory
         kvs = store.bot("b1").kvs
