@@ -17,9 +17,12 @@ conversation's user is known, so a query by user finds them.
 
 Records live in the private namespace ``__rt/audit/<bot>`` under keys
 ``<13-digit epoch ms>/<12 hex digits of a per-process counter><16 random hex
-digits>``, so a key range is a time range; each
-has a KVS expiry equal to the audit retention (default one year), which the
-janitor enforces by purging that namespace explicitly (``purge``).
+digits>``, so a key range is a time range. Records written together (a
+janitor batch, one erasure) share a row, up to ``GROUP`` records a row
+(value ``{"records": [...]}``): auditing a purged batch of 1,000 rows costs
+a few row writes, not 1,000, so the janitor holds the write lock for less.
+Each row has a KVS expiry equal to the audit retention (default one year),
+which the janitor enforces by purging that namespace explicitly (``purge``).
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ REASONS: Final = (
 """The reasons botmemory itself records; callers (the runtime) may add their own, e.g. ``timeout``."""
 
 _SCOPES: Final = ("user", "conversation", "global", "kvs")
-_PAGE: Final = 500
+_PAGE: Final = 100
+GROUP: Final = 250
+"""At most this many records share one stored row."""
 _SEQUENCE: Final = itertools.count()
 _MAX_LIMIT: Final = 100_000
 
@@ -171,8 +176,11 @@ class AuditLog:
         if not built:
             return []
         ms = _ms_key(int(now * 1000))
-        # the counter keeps one process's records of one millisecond in order
-        mapping = {f"{ms}/{next(_SEQUENCE):012x}{uuid.uuid4().hex[:16]}": rec for rec in built}
+        # the counter keeps one process's rows of one millisecond in order
+        mapping = {
+            f"{ms}/{next(_SEQUENCE):012x}{uuid.uuid4().hex[:16]}": {"records": built[i : i + GROUP]}
+            for i in range(0, len(built), GROUP)
+        }
         await self.store.private_kvs(audit_ns(bot_id)).set_many(mapping, expiry=self.retention)
         return built
 
@@ -223,18 +231,20 @@ class AuditLog:
                     row = rows.get(k)
                     if row is None:
                         continue
-                    rec = decode(row.value)
-                    if user_id is None or rec.get("user_id") == user_id:
-                        out.append(rec)
-                        if len(out) >= limit:
-                            break
+                    for rec in decode(row.value)["records"]:
+                        if user_id is None or rec.get("user_id") == user_id:
+                            out.append(rec)
+                            if len(out) >= limit:
+                                break
+                    if len(out) >= limit:
+                        break
                 after = keys[-1]
             if len(keys) < _PAGE:
                 break
         return out
 
     async def purge(self, bot_id: str, *, batch_size: int = 1000) -> int:
-        """Delete the bot's audit records older than the audit retention; returns how many.
+        """Delete the bot's audit rows older than the audit retention; returns how many rows.
 
         Records expire on their own (each is written with the retention as
         its expiry); this purges those, and also records written under a
