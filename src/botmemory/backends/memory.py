@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import QuotaExceededError
+from ..errors import QuotaExceededError, StoreUnavailableError
 from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
 
 __all__ = ["MemoryBackend"]
@@ -45,10 +45,26 @@ class MemoryBackend(Backend):
     name = "memory"
 
     def __init__(self) -> None:
-        self._spaces: dict[str, _Space] = {}
+        self._open_spaces: dict[str, _Space] = {}
         self._lock = threading.RLock()
-        self._locks: dict[str, LockLease] = {}
+        self._open_locks: dict[str, LockLease] = {}
         self._fence = 0
+        self._closed = False
+
+    # Every primitive reaches its data through these two properties, so a
+    # closed store refuses work with StoreUnavailableError, as the other
+    # backends do (behaviour differences between backends are bugs).
+    @property
+    def _spaces(self) -> dict[str, _Space]:
+        if self._closed:
+            raise StoreUnavailableError("the memory store is closed")
+        return self._open_spaces
+
+    @property
+    def _locks(self) -> dict[str, LockLease]:
+        if self._closed:
+            raise StoreUnavailableError("the memory store is closed")
+        return self._open_locks
 
     def _space(self, ns: str) -> _Space:
         space = self._spaces.get(ns)
@@ -261,7 +277,7 @@ class MemoryBackend(Backend):
             return True
 
     async def close(self) -> None:
-        return None
+        self._closed = True
 
 
 async def open_backend(url: str, **options: Any) -> MemoryBackend:
