@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Clock
+from ..errors import StoreUnavailableError
 from ..limits import Limits
 from ..store import Store, open
 
@@ -69,6 +70,14 @@ async def open_test_store(
         drop = getattr(store.backend, "drop_everything", None)
         try:
             if name in ("postgres", "redis") and drop is not None:
-                await drop()
+                try:
+                    await drop()
+                except StoreUnavailableError:
+                    # the test closed the store itself: drop through a new connection
+                    again = await open(POSTGRES_URL if name == "postgres" else REDIS_URL, **options)
+                    try:
+                        await again.backend.drop_everything()  # type: ignore[attr-defined]
+                    finally:
+                        await again.close()
         finally:
             await store.close()
