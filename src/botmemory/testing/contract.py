@@ -37,6 +37,7 @@ from ..errors import (
     InvalidPathError,
     KeyNotFoundError,
     QuotaExceededError,
+    StoreUnavailableError,
     ValueTooLargeError,
     ValueTypeError,
     VersionConflictError,
@@ -1619,6 +1620,22 @@ class IsolationContract:
         assert await all_keys(store.bot("b").kvs) == ["d"]
         assert await all_keys(store.global_kvs) == ["e"]
         assert await store.bots() == ["b", "b1", "b10"]
+
+    async def test_a_closed_store_refuses_work(self, backend_name: str, tmp_path: Path, clock: FakeClock) -> None:
+        async with open_test_store(backend_name, tmp_path, clock=clock) as store:
+            kvs = store.bot("b1").kvs
+            await kvs.set("k", 1)
+            await store.close()
+            await store.close()  # idempotent
+            for call in (
+                lambda: kvs.get("k"),
+                lambda: kvs.set("k", 2),
+                lambda: all_keys(kvs),
+                lambda: store.purge_expired(),
+                lambda: store.bot("b2").memory.set_user_variable("u", "n", 1),
+            ):
+                with pytest.raises(StoreUnavailableError):
+                    await call()
 
     async def test_handles_of_one_bot_share_data(self, store: Store) -> None:
         await store.bot("b1").kvs.set("k", 1)
