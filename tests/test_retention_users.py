@@ -235,3 +235,19 @@ async def test_forget_leaves_no_value_in_the_sqlite_files(tmp_path: Path, clock:
         assert canary.encode() not in raw()
         assert await bot.memory.get_user_variable("other", "email") == "other@example.com"
     assert canary.encode() not in path.read_bytes()
+
+
+def test_the_sync_facade_reaches_users(tmp_path: Path) -> None:
+    with botmemory.open_sync(f"sqlite:///{tmp_path / 'sync.db'}") as store:
+        bot = store.bot("b")
+        bot.memory.set_user_variable("u", "x", 1)
+        bot.users.link_conversation("u", "c")
+        assert bot.users.export("u")["user"]["x"]["value"] == 1
+        assert bot.users.forget("u", dry_run=True)["counts"]["user"] == 1
+        bot.users.hold("u")
+        with pytest.raises(botmemory.LegalHoldError):
+            bot.users.forget("u")
+        assert bot.users.release("u")
+        assert bot.users.forget("u")["counts"] == {
+            "user": 1, "conversation": 0, "sessions": 0, "conversations": 1, "kvs": 0
+        }
