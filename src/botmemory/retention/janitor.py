@@ -18,7 +18,10 @@ One ``run_once``:
    the audit retention, first-write times and erasure tombstones.
 
 ``now`` is read once per step, so rows that expire during a run wait for
-the next one and a run always ends. A backend error is logged and counted;
+the next one and a run always ends. Policy deletions are version-checked (a
+row written since it was read is left for the next run); caps use
+``set_expiry``, which keeps version and ``modified_at``, so a write racing a
+cap can at worst get the older, shorter deadline until the next re-application. A backend error is logged and counted;
 the janitor carries on with the next step or bot.
 """
 
