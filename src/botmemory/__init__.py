@@ -10,6 +10,8 @@ default), memory, PostgreSQL or Redis.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .clock import Clock, SystemClock
 from .errors import (
     BotMemoryError,
@@ -30,11 +32,23 @@ from .errors import (
 from .kvs import KVS, Entry
 from .limits import Limits
 from .memory import DialogMemory, Scope
-from .runtime import Runtime
 from .store import DEFAULT_URL, Bot, Store, open
 from .sync import SyncStore, open_sync
 
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The runtime pulls in Jinja2 and YAML: load it on first use, so that
+    # `import botmemory` (and every CLI command) stays cheap.
+    if name == "Runtime":
+        from .runtime import Runtime
+
+        return Runtime
+    raise AttributeError(f"module 'botmemory' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_URL",
