@@ -752,6 +752,23 @@ class ExpiryContract:
         clock.advance(3600)
         assert not await kvs.exists("k")
 
+    async def test_absolute_expiry_rounds_up_to_whole_ms(self, store: Store, clock: FakeClock) -> None:
+        kvs = store.bot("b1").kvs
+        at = datetime.fromtimestamp(clock.now() + 10, tz=UTC) + timedelta(microseconds=500)
+        await kvs.set("k", 1, expiry=at)
+        entry = await kvs.get_entry("k")
+        assert entry is not None and entry.expires_at == pytest.approx(clock.now() + 10.001, abs=1e-6)
+
+    async def test_up_to_100_years(self, store: Store) -> None:
+        kvs = store.bot("b1").kvs
+        await kvs.set("k", 1, expiry="36525d")
+        assert await kvs.ttl("k") == pytest.approx(36_525 * 86_400, abs=1e-3)
+        await kvs.set("w", 1, expiry=timedelta(days=36_525))
+        assert await kvs.get("w") == 1
+        with pytest.raises(InvalidExpiryError):
+            await kvs.set("k", 2, expiry=36_525 * 86_400 + 1)
+        assert await kvs.get("k") == 1
+
     async def test_expired_at_exactly_expires_at(self, store: Store, clock: FakeClock) -> None:
         kvs = store.bot("b1").kvs
         await kvs.set("k", 1, expiry=10)
@@ -1317,6 +1334,11 @@ class LimitsContract:
                 await kvs.set("doc", "y" * 50, "b")
             with pytest.raises(ValueTooLargeError):
                 await kvs.set_many({"n": 1, "big": "z" * 200})
+            await kvs.set("counter", {"n": 9, "p": "x" * 86})  # exactly 100 bytes
+            with pytest.raises(ValueTooLargeError):  # 10 takes one more byte
+                await kvs.incr("counter", path="n")
+            assert await kvs.get("counter", "n") == 9
+            assert await kvs.incr("counter", -9, path="n") == 0
             assert await kvs.get("k") == "x" * 98
             assert await kvs.get("doc") == {"a": "x" * 50}
             assert await kvs.get_many(["n", "big"]) == {}
