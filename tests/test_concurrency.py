@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -309,3 +311,25 @@ async def test_tasks_cannot_overshoot_the_quota(backend_name: str, tmp_path: Pat
         created = await asyncio.gather(*(create_many(i) for i in range(TASKS)))
         assert sum(created) == quota // 2
         assert len(await all_keys(store.bot("race2").kvs)) == quota
+
+
+async def test_sqlite_lock_held_by_another_process_is_a_typed_timeout(tmp_path: Path) -> None:
+    """'database is locked' never leaks: a write waits up to ``timeout``, then StoreTimeoutError; reads go on."""
+    path = tmp_path / "locked.db"
+    async with await botmemory.open(f"sqlite:///{path}", timeout=0.5) as store:
+        kvs = store.bot("b").kvs
+        await kvs.set("k", 1)
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+            started = time.perf_counter()
+            with pytest.raises(botmemory.StoreTimeoutError):
+                await kvs.set("k", 2)
+            assert 0.4 < time.perf_counter() - started < 10
+            assert await kvs.get("k") == 1  # WAL: readers are not blocked by a writer
+            assert await all_keys(kvs) == ["k"]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await kvs.set("k", 3) == 2
+        assert await kvs.incr("n") == 1
