@@ -1322,6 +1322,15 @@ class LimitsContract:
                 await kvs.set(key, 1)
         assert sorted(await all_keys(kvs)) == sorted(["x" * 512, "é" * 256])
 
+    async def test_the_largest_value_round_trips(self, store: Store) -> None:
+        kvs = store.bot("b1").kvs
+        largest = {"v": "é" * ((1_048_576 - 8) // 2)}  # {"v":""} is 8 bytes, é is 2
+        await kvs.set("k", largest)
+        assert await kvs.get("k") == largest
+        with pytest.raises(ValueTooLargeError):
+            await kvs.set("k", 1, "w")
+        assert await kvs.get_many(["k"]) == {"k": largest}
+
     async def test_value_size_limit(self, backend_name: str, tmp_path: Path, clock: FakeClock) -> None:
         limits = Limits(max_value_bytes=100)
         async with open_test_store(backend_name, tmp_path, clock=clock, limits=limits) as store:
