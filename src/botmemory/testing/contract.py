@@ -288,6 +288,12 @@ class KVSContract:
         await kvs.set("i", 1)
         assert_same(await kvs.incr("i", 0.5), 1.5)
         assert_same(await kvs.get("i"), 1.5)
+        await kvs.set("big", 1.7976931348623157e308)
+        with pytest.raises(ValueTypeError):  # to infinity: not a JSON number
+            await kvs.incr("big", 1.7976931348623157e308)
+        assert_same(await kvs.get("big"), 1.7976931348623157e308)
+        await kvs.set("whole", 2.0)
+        assert_same(await kvs.incr("whole", 1), 3.0)  # a float stays a float
 
     async def test_incr_with_path(self, store: Store) -> None:
         kvs = store.bot("b1").kvs
