@@ -192,6 +192,8 @@ async def test_server_down_fails_fast_then_recovers(name: str, url: str) -> None
         assert await store.bot("b1").kvs.set("a", {"n": 1}) == 1
         await proxy.close()
         await _all_fail_fast(store)
+        with pytest.raises(StoreUnavailableError):  # down, not slow
+            await store.backend.ping()
         await proxy.start()  # the same port again
         await _recovers(store)
 

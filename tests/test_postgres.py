@@ -252,3 +252,20 @@ async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
         await backend.ping()
     with pytest.raises(StoreUnavailableError):
         await backend.ping()
+
+
+async def test_a_restarted_server_is_used_again_without_reopening(tmp_path: Path) -> None:
+    """Every pooled connection killed (as a server restart does): reads go on, writes fail at most once."""
+    async with open_test_store("postgres", tmp_path, clock=FakeClock(), min_size=3, max_size=3) as store:
+        kvs = store.bot("b1").kvs
+        await kvs.set("k", 1)
+        await asyncio.gather(*(kvs.get("k") for _ in range(6)))  # use every connection
+        name = f"botmemory:{store.backend.describe()['schema']}"
+        killed = await _sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", name
+        )
+        assert len(killed) == 3
+        assert [await kvs.get("k") for _ in range(4)] == [1, 1, 1, 1]
+        assert await kvs.set("k", 2) == 2
+        assert await kvs.incr("n") == 1
+        assert await all_keys(kvs) == ["k", "n"]

@@ -299,3 +299,19 @@ async def test_closed_store_is_unavailable(tmp_path: Path) -> None:
         await backend.ping()
     with pytest.raises(StoreUnavailableError):
         await backend.ping()
+
+
+async def test_a_restarted_server_is_used_again_without_reopening(rd: botmemory.Store, raw: aioredis.Redis) -> None:
+    """Every pooled connection killed (as a server restart does): the next calls all work."""
+    kvs = rd.bot("b1").kvs
+    await kvs.set("k", 1)
+    await asyncio.gather(*(kvs.incr(f"n{i}") for i in range(8)))  # open several connections
+    name = f"botmemory:{_prefix(rd)}"
+    ids = [c["id"] for c in await raw.client_list() if c.get("name") == name]
+    assert len(ids) >= 2
+    for client_id in ids:
+        await raw.client_kill_filter(_id=client_id)
+    assert [await kvs.get("k") for _ in range(4)] == [1, 1, 1, 1]
+    assert await kvs.set("k", 2) == 2
+    assert await kvs.incr("n0") == 2
+    assert await rd.backend.count("b1", rd.clock.now()) == 9

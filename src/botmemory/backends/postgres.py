@@ -308,24 +308,39 @@ class PostgresBackend(Backend):
         finally:
             handle.cancel()
 
-    async def _run(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+    async def _run(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, read: bool = False) -> T:
+        """Run ``fn`` on a pooled connection; errors translated, nothing waits past ``timeout``.
+
+        A read that finds its connection dead (the server restarted since it
+        was last used) runs once more on a fresh one; a write never does, as
+        it may have been applied before the connection died.
+        """
         pool = self._pool
         if pool is None:
             raise StoreUnavailableError("the PostgreSQL store is closed")
-        try:
-            async with pool.connection(timeout=self.timeout) as conn:
-                result = await self._guarded(conn, fn, what)
-                self._healthy.add(conn)
-                return result
-        except StoreTimeoutError:
-            self._failed_at = time.monotonic()
-            self._healthy = weakref.WeakSet()
-            raise
-        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
-            if isinstance(exc, psycopg.OperationalError):
-                self._failed_at = time.monotonic()
-                self._healthy = weakref.WeakSet()
-            raise _translate(exc, what) from exc
+        for attempt in (1, 2):
+            try:
+                async with pool.connection(timeout=self.timeout) as conn:
+                    result = await self._guarded(conn, fn, what)
+                    self._healthy.add(conn)
+                    return result
+            except StoreTimeoutError:
+                self._lost_connections()
+                raise
+            except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+                lost = isinstance(exc, psycopg.OperationalError) and not isinstance(
+                    exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+                )
+                if lost:
+                    self._lost_connections()
+                if not (lost and read and attempt == 1):
+                    raise _translate(exc, what) from exc
+        raise AssertionError("unreachable")
+
+    def _lost_connections(self) -> None:
+        """A connection failed: check every idle one before it is used again."""
+        self._failed_at = time.monotonic()
+        self._healthy = weakref.WeakSet()
 
     async def _transact(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run ``fn`` in a transaction, starting over when it lost a race or a deadlock."""
@@ -345,48 +360,48 @@ class PostgresBackend(Backend):
         except _Retry as exc:
             raise StoreError(f"PostgreSQL {what}: gave up after {_ATTEMPTS} conflicting attempts") from exc
 
-    async def _fetchone(self, what: str, sql: str, params: dict[str, Any]) -> Any:
+    async def _fetchone(self, what: str, sql: str, params: dict[str, Any], *, read: bool = False) -> Any:
         async def q(conn: AsyncConnection[Any]) -> Any:
             cur = await conn.execute(sql, params)
             return await cur.fetchone()
 
-        return await self._run(what, q)
+        return await self._run(what, q, read=read)
 
-    async def _fetchall(self, what: str, sql: str, params: dict[str, Any]) -> list[Any]:
+    async def _fetchall(self, what: str, sql: str, params: dict[str, Any], *, read: bool = False) -> list[Any]:
         async def q(conn: AsyncConnection[Any]) -> list[Any]:
             cur = await conn.execute(sql, params)
             return await cur.fetchall()
 
-        return await self._run(what, q)
+        return await self._run(what, q, read=read)
 
     # -- reads -------------------------------------------------------------
     async def get(self, ns: str, key: str, now: float) -> Row | None:
-        r = await self._fetchone("get", self._sql.get, {"ns": ns, "key": key, "now": now})
+        r = await self._fetchone("get", self._sql.get, {"ns": ns, "key": key, "now": now}, read=True)
         return None if r is None else _row(r)
 
     async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
         keys = list(dict.fromkeys(keys))
         if not keys:
             return []
-        rows = await self._fetchall("get_many", self._sql.get_many, {"ns": ns, "keys": keys, "now": now})
+        rows = await self._fetchall("get_many", self._sql.get_many, {"ns": ns, "keys": keys, "now": now}, read=True)
         return [_row(r) for r in rows]
 
     async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
         sql, params = _range(self._sql.scan, prefix, after)
         params.update(ns=ns, now=now, limit=limit)
-        return [r[0] for r in await self._fetchall("scan", sql, params)]
+        return [r[0] for r in await self._fetchall("scan", sql, params, read=True)]
 
     async def count(self, ns: str, now: float) -> int:
-        r = await self._fetchone("count", self._sql.count, {"ns": ns, "now": now})
+        r = await self._fetchone("count", self._sql.count, {"ns": ns, "now": now}, read=True)
         return int(r[0])
 
     async def namespaces(self) -> list[str]:
-        return [r[0] for r in await self._fetchall("namespaces", self._sql.namespaces, {})]
+        return [r[0] for r in await self._fetchall("namespaces", self._sql.namespaces, {}, read=True)]
 
     async def scan_expired(self, ns: str, prefix: str, now: float, limit: int) -> list[Row]:
         sql, params = _range(self._sql.scan_expired, prefix)
         params.update(ns=ns, now=now, limit=limit)
-        return [_row(r) for r in await self._fetchall("scan_expired", sql, params)]
+        return [_row(r) for r in await self._fetchall("scan_expired", sql, params, read=True)]
 
     # -- writes ------------------------------------------------------------
     async def _quota(
@@ -562,7 +577,7 @@ class PostgresBackend(Backend):
 
     # -- lifecycle ---------------------------------------------------------
     async def ping(self) -> None:
-        await self._fetchone("ping", "SELECT 1", {})
+        await self._fetchone("ping", "SELECT 1", {}, read=True)
 
     async def migrate(self) -> None:
         """Create the schema and apply pending migrations, one process at a time.
@@ -676,7 +691,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
             f"-c statement_timeout={ms} -c lock_timeout={ms} "
             f"-c idle_in_transaction_session_timeout={max(10_000, 4 * ms)}"
         ),
-        "application_name": "botmemory",
+        "application_name": f"botmemory:{schema}"[:63],
     }
     where = f"PostgreSQL at {info.get('host', 'localhost')}:{info.get('port', '5432')}"
     # One direct connection first: a refused or frozen server fails here

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -485,16 +486,30 @@ class RedisBackend(Backend):
             raise StoreUnavailableError("the Redis store is closed")
         return self._r
 
-    async def _call(self, what: str, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def _call(self, what: str, fn: Callable[[aioredis.Redis], Awaitable[T]], *, read: bool = False) -> T:
+        """Run ``fn`` with the client, errors translated.
+
+        A read whose connection turns out dead (the server restarted or
+        dropped it while it sat in the pool) runs once more on a fresh one; a
+        write never does, as it may have been applied before the connection
+        died.
+        """
         client = self._client()
+        try:
+            return await fn(client)
+        except RedisConnectionError as exc:
+            if not read:
+                raise _translate(exc, what) from exc
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise _translate(exc, what) from exc
         try:
             return await fn(client)
         except (TimeoutError, RedisError, OSError) as exc:
             raise _translate(exc, what) from exc
 
-    async def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    async def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any], *, read: bool = False) -> Any:
         script = self._scripts[name]
-        return await self._call(name, lambda client: script(keys=list(keys), args=list(args), client=client))
+        return await self._call(name, lambda client: script(keys=list(keys), args=list(args), client=client), read=read)
 
     def _real(self) -> tuple[str, str]:
         return _f(time.time()), _f(NATIVE_GRACE)
@@ -512,7 +527,7 @@ class RedisBackend(Backend):
     # -- reads -------------------------------------------------------------
     async def get(self, ns: str, key: str, now: float) -> Row | None:
         ek = self._ekey(ns, key)
-        h = await self._call("get", lambda r: r.hmget(ek, ["v", "ver", "x", "m"]))
+        h = await self._call("get", lambda r: r.hmget(ek, ["v", "ver", "x", "m"]), read=True)
         return self._row(key, h, now)
 
     async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
@@ -527,27 +542,27 @@ class RedisBackend(Backend):
             result: list[Any] = await pipe.execute()
             return result
 
-        found = await self._call("get_many", q)
+        found = await self._call("get_many", q, read=True)
         return [row for key, h in zip(keys, found, strict=True) if (row := self._row(key, h, now)) is not None]
 
     async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
         kz, xz, _, _ = self._ns_keys(ns)
         low, high = _lex_range(prefix, after)
-        keys = await self._script("scan", [kz, xz], [low, high, limit, _f(now)])
+        keys = await self._script("scan", [kz, xz], [low, high, limit, _f(now)], read=True)
         return [k.decode() for k in keys]
 
     async def count(self, ns: str, now: float) -> int:
         kz, xz, _, _ = self._ns_keys(ns)
-        return int(await self._script("count", [kz, xz], [_f(now)]))
+        return int(await self._script("count", [kz, xz], [_f(now)], read=True))
 
     async def namespaces(self) -> list[str]:
-        members = await self._call("namespaces", lambda r: r.smembers(self._nz))
+        members = await self._call("namespaces", lambda r: r.smembers(self._nz), read=True)
         return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
     async def scan_expired(self, ns: str, prefix: str, now: float, limit: int) -> list[Row]:
         _, xz, _, _ = self._ns_keys(ns)
         eprefix = self._ekey(ns, "")
-        found = await self._script("scan_expired", [xz], [eprefix, prefix, _f(now), limit])
+        found = await self._script("scan_expired", [xz], [eprefix, prefix, _f(now), limit], read=True)
         return [Row(k.decode(), bytes(v), int(ver), float(x), float(m)) for k, v, ver, x, m in found]
 
     # -- writes ------------------------------------------------------------
@@ -722,7 +737,7 @@ class RedisBackend(Backend):
 
     # -- lifecycle ---------------------------------------------------------
     async def ping(self) -> None:
-        await self._call("ping", lambda r: r.ping())
+        await self._call("ping", lambda r: r.ping(), read=True)
 
     async def drop_everything(self) -> None:
         """Delete every Redis key under this store's prefix (tests use it to clean up)."""
@@ -795,6 +810,8 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
             # connections, and health checks probe idle ones.
             retry=Retry(NoBackoff(), 0),
             health_check_interval=10,
+            # CLIENT LIST shows which store a connection serves
+            client_name=re.sub(r"[^!-~]", "_", f"botmemory:{prefix}")[:128],
         )
         client = aioredis.Redis.from_pool(pool)
     except (ValueError, RedisError) as exc:
