@@ -3,7 +3,8 @@
 Two layers:
 
 - in-process: 64 asyncio tasks on one store, on every backend of the
-  ``store`` fixture;
+  ``store`` fixture (``ConcurrencyContract``, shipped in
+  ``botmemory.testing.contract`` so other backends run it too);
 - multi-process: 8 processes (``spawn``, so nothing is shared but the store
   behind the URL) on one store. ``MULTIPROCESS_BACKENDS`` lists the
   backends (the ``backend_name`` fixture skips, or with CI=true fails,
@@ -28,12 +29,11 @@ import pytest
 import botmemory
 from botmemory import VersionConflictError
 from botmemory.testing.backends import BACKENDS, POSTGRES_URL, REDIS_URL, open_test_store, unique_suffix
-from botmemory.testing.contract import all_keys
+from botmemory.testing.contract import ConcurrencyContract, all_keys
 
 PROCESSES = 8
 INCRS_PER_PROCESS = 500
 PATH_ROUNDS = 10
-TASKS = 64
 WORKER_TIMEOUT = 240.0
 
 # Every backend that can be shared by several processes (memory:// cannot).
@@ -216,101 +216,11 @@ async def test_processes_cannot_overshoot_the_quota(backend_name: str, tmp_path:
         assert len(await all_keys(store.bot("race").kvs)) == QUOTA
 
 
-# -- in-process: many tasks on one store, every backend ---------------------------------
+# -- in-process: many tasks on one store, every backend (shipped in the contract suite) ----
 
 
-async def test_tasks_incr_one_counter(store: botmemory.Store) -> None:
-    kvs = store.bot("race").kvs
-
-    async def bump() -> list[int | float]:
-        return [await kvs.incr("counter") for _ in range(10)]
-
-    seen = [n for batch in await asyncio.gather(*(bump() for _ in range(TASKS))) for n in batch]
-    assert await kvs.get("counter") == TASKS * 10
-    assert sorted(seen) == list(range(1, TASKS * 10 + 1))  # each increment saw a distinct value
-
-
-async def test_tasks_incr_paths_and_floats(store: botmemory.Store) -> None:
-    kvs = store.bot("race").kvs
-    await asyncio.gather(*(kvs.incr("doc", 0.5, path=f"c{i % 4}") for i in range(TASKS)))
-    assert await kvs.get("doc") == {f"c{i}": TASKS / 4 * 0.5 for i in range(4)}
-
-
-async def test_tasks_compare_and_set_has_one_winner(store: botmemory.Store) -> None:
-    kvs = store.bot("race").kvs
-    await kvs.set("slot", "initial")
-
-    async def claim(i: int) -> int | None:
-        try:
-            return await kvs.set("slot", i, if_version=1)
-        except VersionConflictError:
-            return None
-
-    results = await asyncio.gather(*(claim(i) for i in range(TASKS)))
-    winners = [i for i, version in enumerate(results) if version is not None]
-    assert len(winners) == 1
-    assert results[winners[0]] == 2
-    assert await kvs.get("slot") == winners[0]
-
-
-async def test_tasks_create_with_if_version_zero_once(store: botmemory.Store) -> None:
-    kvs = store.bot("race").kvs
-
-    async def create(i: int) -> bool:
-        try:
-            await kvs.set("lock", i, if_version=0)
-        except VersionConflictError:
-            return False
-        return True
-
-    created = await asyncio.gather(*(create(i) for i in range(TASKS)))
-    flags = await asyncio.gather(*(kvs.set_if_absent("once", i) for i in range(TASKS)))
-    assert sum(created) == 1 and sum(flags) == 1
-    assert await kvs.get("lock") == created.index(True)
-    assert await kvs.get("once") == flags.index(True)
-
-
-async def test_tasks_path_updates_lose_none(store: botmemory.Store) -> None:
-    kvs = store.bot("race").kvs
-    await kvs.set("doc", {})
-
-    async def write(i: int) -> None:
-        for round_ in range(3):
-            await kvs.set("doc", round_, path=f"f{i}")
-
-    await asyncio.gather(*(write(i) for i in range(TASKS)))
-    assert await kvs.get("doc") == {f"f{i}": 2 for i in range(TASKS)}
-    entry = await kvs.get_entry("doc")
-    assert entry is not None and entry.version == 1 + 3 * TASKS
-
-
-async def test_tasks_cannot_overshoot_the_quota(backend_name: str, tmp_path: Path) -> None:
-    quota = 10
-    async with open_test_store(backend_name, tmp_path, limits=botmemory.Limits(max_keys_per_bot=quota)) as store:
-        kvs = store.bot("race").kvs
-
-        async def create(i: int) -> bool:
-            try:
-                await kvs.set(f"k{i:02d}", i)
-            except botmemory.QuotaExceededError:
-                return False
-            return True
-
-        created = await asyncio.gather(*(create(i) for i in range(TASKS)))
-        keys = await all_keys(kvs)
-        assert sum(created) == quota
-        assert keys == sorted(f"k{i:02d}" for i, ok in enumerate(created) if ok)
-
-        async def create_many(i: int) -> bool:
-            try:
-                await store.bot("race2").kvs.set_many({f"a{i:02d}": 1, f"b{i:02d}": 2})
-            except botmemory.QuotaExceededError:
-                return False
-            return True
-
-        created = await asyncio.gather(*(create_many(i) for i in range(TASKS)))
-        assert sum(created) == quota // 2
-        assert len(await all_keys(store.bot("race2").kvs)) == quota
+class TestTasks(ConcurrencyContract):
+    pass
 
 
 async def test_sqlite_lock_held_by_another_process_is_a_typed_timeout(tmp_path: Path) -> None:
