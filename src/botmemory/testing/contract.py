@@ -12,9 +12,9 @@ Fixtures the classes use:
 
 - ``store``: a fresh, empty :class:`botmemory.Store` opened with ``clock``;
 - ``clock``: the :class:`botmemory.testing.FakeClock` that store uses;
-- ``backend_name`` and ``tmp_path`` (quota and limit tests only): the
-  backend's name for :func:`botmemory.testing.backends.open_test_store`,
-  which opens a second store with other ``Limits``.
+- ``backend_name`` and ``tmp_path`` (the few tests that need a store of
+  their own: other ``Limits``, or one they close): the backend's name for
+  :func:`botmemory.testing.backends.open_test_store`.
 
 Nothing here looks at which backend runs it: behaviour differences between
 backends are bugs. Expiry is driven by the fake clock, never by sleeping.
