@@ -5,8 +5,10 @@
 - All writes go through one writer thread per store with its own
   connection. Writes that are waiting when the thread picks up work share
   one ``BEGIN IMMEDIATE`` transaction (group commit), each inside its own
-  savepoint so one failing write does not undo the others. The event loop
-  never waits for a lock, a busy database or an fsync.
+  savepoint so one failing write does not undo the others (a one-statement
+  write such as a plain set needs none: SQLite undoes a failed statement
+  alone; and a lone one is run in autocommit, without BEGIN and COMMIT).
+  The event loop never waits for a lock, a busy database or an fsync.
 - Reads are short indexed lookups; they run inline on the caller's thread
   with a zero busy timeout (measured faster than a thread hop) and move to a
   reader thread whenever SQLite answers "busy" or another thread holds the
@@ -119,11 +121,21 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
 
 
 class _Job:
-    __slots__ = ("error", "fn", "future", "loop", "result")
+    """A write waiting for the writer thread.
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop) -> None:
+    ``single`` marks a job that runs exactly one statement: SQLite makes one
+    statement atomic by itself, so such a job needs no savepoint in a group
+    and, alone, no explicit transaction.
+    """
+
+    __slots__ = ("error", "fn", "future", "loop", "result", "single")
+
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop, single: bool = False
+    ) -> None:
         self.fn = fn
         self.loop = loop
+        self.single = single
         self.future: asyncio.Future[Any] = loop.create_future()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -175,6 +187,19 @@ class _Writer(threading.Thread):
 
     def _run(self, batch: list[_Job]) -> None:
         conn = self.conn
+        if len(batch) == 1 and batch[0].single:
+            # Autocommit saves the BEGIN and COMMIT statements: a lone write's
+            # transaction takes the write lock at once and waits for it with
+            # the busy handler, just as BEGIN IMMEDIATE does.
+            job = batch[0]
+            try:
+                job.result = job.fn(conn)
+            except BaseException as exc:
+                job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            self._send(batch)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -195,6 +220,16 @@ class _Writer(threading.Thread):
                     return
             else:
                 for job in batch:
+                    if job.single:
+                        try:
+                            job.result = job.fn(conn)
+                        except BaseException as exc:
+                            job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                            if not conn.in_transaction:
+                                # SQLite ended the whole transaction (disk full, I/O
+                                # error): nothing of this batch is kept.
+                                raise
+                        continue
                     conn.execute("SAVEPOINT job")
                     try:
                         job.result = job.fn(conn)
@@ -358,11 +393,11 @@ class SQLiteBackend(Backend):
         writer.start()
 
     # -- plumbing ----------------------------------------------------------
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], single: bool = False) -> asyncio.Future[T]:
         writer = self._writer
         if writer is None or self._closed:
             raise StoreUnavailableError("the SQLite store is closed")
-        job = _Job(fn, asyncio.get_running_loop())
+        job = _Job(fn, asyncio.get_running_loop(), single)
         writer.jobs.put(job)
         return job.future
 
@@ -467,7 +502,7 @@ class SQLiteBackend(Backend):
             return await super().put(ns, key, value, expires_at, now, max_keys)
         keep = expires_at is KEEP
         params = (ns, key, value, None if keep else expires_at, now, keep)
-        version: int = await self._write(lambda conn: conn.execute(_PUT, params).fetchone()[0])
+        version: int = await self._write(lambda conn: conn.execute(_PUT, params).fetchone()[0], single=True)
         return version
 
     async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
