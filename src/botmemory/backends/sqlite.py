@@ -501,7 +501,9 @@ class SQLiteBackend(Backend):
         if max_keys is not None:
             return await super().put(ns, key, value, expires_at, now, max_keys)
         keep = expires_at is KEEP
-        params = (ns, key, value, None if keep else expires_at, now, keep)
+        # bytearray and int, not bytes and bool: sqlite3 binds those two
+        # without its adapter lookup, which costs more than copying the value.
+        params = (ns, key, bytearray(value), None if keep else expires_at, now, int(keep))
         version: int = await self._write(lambda conn: conn.execute(_PUT, params).fetchone()[0], single=True)
         return version
 
@@ -539,7 +541,7 @@ class SQLiteBackend(Backend):
                         f"SELECT count(*) FROM kv WHERE ns = ? AND key IN ({marks}) AND {_LIVE}", (ns, *chunk, now)
                     ).fetchone()[0]
                 _check_quota(conn, ns, len(keys) - live, now, max_keys)
-            return [conn.execute(_PUT, (ns, k, v, expires_at, now, False)).fetchone()[0] for k, v in items]
+            return [conn.execute(_PUT, (ns, k, bytearray(v), expires_at, now, 0)).fetchone()[0] for k, v in items]
 
         return await self._write(job)
 
