@@ -168,7 +168,8 @@ class _Writer(threading.Thread):
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self.MAX_BATCH:
+            # empty() first: a lone write would otherwise pay for raising queue.Empty
+            while len(batch) < self.MAX_BATCH and not self.jobs.empty():
                 try:
                     job = self.jobs.get_nowait()
                 except queue.Empty:
@@ -253,6 +254,12 @@ class _Writer(threading.Thread):
 
     @staticmethod
     def _send(batch: list[_Job]) -> None:
+        if len(batch) == 1:
+            try:
+                batch[0].loop.call_soon_threadsafe(_deliver, batch)
+            except RuntimeError:  # the caller's loop is closed: nobody is waiting
+                pass
+            return
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         for job in batch:
             by_loop.setdefault(job.loop, []).append(job)
