@@ -40,8 +40,13 @@ assert VALUE_BYTES == 200
 
 
 def make_keys(n: int, seed: int) -> list[str]:
-    """``n`` distinct dialog-memory-like keys in a reproducible shuffled order."""
-    keys = [f"storage/users/u{i:07d}/profile" for i in range(n)]
+    """``n`` distinct plain KVS keys in a reproducible shuffled order.
+
+    Not the dialog-memory layout (``storage/users/<id>/...``): writes there
+    also pass the retention layer's erasure guard (one more read per write),
+    which is not what the KVS-against-raw-driver ratios are about.
+    """
+    keys = [f"orders/{i:07d}" for i in range(n)]
     random.Random(seed).shuffle(keys)
     return keys
 
