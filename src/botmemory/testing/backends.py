@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..errors import StoreUnavailableError
@@ -27,7 +28,15 @@ BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 POSTGRES_URL = os.environ.get("BOTMEMORY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BOTMEMORY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
-_PORTS = {"postgres": ("127.0.0.1", 5432), "redis": ("127.0.0.1", 6379)}
+
+
+def _address(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+# where server_missing looks: the servers the URLs above name (CI may point elsewhere)
+_PORTS = {"postgres": _address(POSTGRES_URL, 5432), "redis": _address(REDIS_URL, 6379)}
 
 
 def unique_suffix() -> str:
