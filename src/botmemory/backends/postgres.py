@@ -483,18 +483,21 @@ class PostgresBackend(Backend):
             if max_keys is not None:
                 keys = list(dict.fromkeys(k for k, _ in items))
                 await self._quota(conn, ns, keys, now, max_keys)
+            # Rows are locked in key order (a stable sort keeps repeated keys
+            # in the order given), so two overlapping put_many never deadlock.
+            order = sorted(range(len(items)), key=lambda i: items[i][0].encode())
             params = [
-                {"ns": ns, "key": k, "value": v, "exp": expires_at, "now": now, "keep": False} for k, v in items
+                {"ns": ns, "key": items[i][0], "value": items[i][1], "exp": expires_at, "now": now, "keep": False}
+                for i in order
             ]
-            versions: list[int] = []
+            versions = [0] * len(items)
             async with conn.cursor() as cur:
                 await cur.executemany(sql.put, params, returning=True)
-                while True:
+                for i in order:
                     row = await cur.fetchone()
                     assert row is not None
-                    versions.append(int(row[0]))
-                    if not cur.nextset():
-                        break
+                    versions[i] = int(row[0])
+                    cur.nextset()
             return versions
 
         return await self._transact("put_many", job)
