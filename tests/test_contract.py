@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from botmemory.testing.contract import (
+    BackendContract,
     BotpressContract,
     ExpiredContract,
     ExpiryContract,
@@ -63,4 +64,8 @@ class TestIsolation(IsolationContract):
 
 
 class TestBotpress(BotpressContract):
+    pass
+
+
+class TestBackend(BackendContract):
     pass

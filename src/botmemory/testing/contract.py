@@ -50,6 +50,7 @@ from .backends import open_test_store
 from .clock import FakeClock
 
 __all__ = [
+    "BackendContract",
     "BotpressContract",
     "ConcurrencyContract",
     "ExpiredContract",
@@ -1830,3 +1831,110 @@ class ConcurrencyContract:
             created = await asyncio.gather(*(create_many(i) for i in range(_TASKS)))
             assert sum(created) == quota // 2
             assert len(await all_keys(store.bot("race2").kvs)) == quota
+
+
+# -- backend primitives the runtime and retention build on -----------------------------
+
+
+class BackendContract:
+    """``store.backend`` primitives beyond the KVS: count, namespaces, scan_expired,
+    purge_expired by namespace and with kept prefixes, restore, and locks."""
+
+    async def test_count_and_namespaces(self, store: Store, clock: FakeClock) -> None:
+        backend = store.backend
+        await store.bot("b1").kvs.set_many({"a": 1, "b": 2})
+        await store.bot("b1").kvs.set("gone", 1, expiry="1s")
+        await store.bot("b2").kvs.set("a", 1)
+        await store.global_kvs.set("g", 1)
+        clock.advance(1)
+        now = clock.now()
+        assert await backend.count("b1", now) == 2
+        assert await backend.count("b2", now) == 1
+        assert await backend.count("nobody", now) == 0
+        names = await backend.namespaces()
+        assert names == sorted(names)
+        assert {"b1", "b2", store.global_kvs.namespace} <= set(names)
+        assert await store.bots() == ["b1", "b2"]
+
+    async def test_scan_expired_is_oldest_first_and_deletes_nothing(self, store: Store, clock: FakeClock) -> None:
+        kvs = store.bot("b1").kvs
+        for seconds in (3, 1, 2):
+            await kvs.set(f"p/e{seconds}", seconds, expiry=seconds)
+        await kvs.set("q/e", 0, expiry=1)
+        await kvs.set("p/live", 0, expiry="1h")
+        clock.advance(3)
+        rows = await store.backend.scan_expired("b1", "p/", clock.now(), 10)
+        assert [r.key for r in rows] == ["p/e1", "p/e2", "p/e3"]
+        assert [r.version for r in rows] == [1, 1, 1]
+        assert [r.value for r in rows] == [b"1", b"2", b"3"]
+        assert [r.key for r in await store.backend.scan_expired("b1", "p/", clock.now(), 2)] == ["p/e1", "p/e2"]
+        everything = [r.key for r in await store.backend.scan_expired("b1", "", clock.now(), 10)]
+        assert sorted(everything[:2]) == ["p/e1", "q/e"]  # same deadline: either order
+        assert everything[2:] == ["p/e2", "p/e3"]
+        assert await store.purge_expired() == 4
+
+    async def test_purge_expired_by_namespace_and_kept_prefixes(self, store: Store, clock: FakeClock) -> None:
+        backend = store.backend
+        memory = store.bot("b2").memory
+        await store.bot("b1").kvs.set_many({"x": 1, "y": 2}, expiry=1)
+        await memory.set_user_variable("held", "n", 1, expiry=2)
+        await memory.set_user_variable("free", "n", 1, expiry=2)
+        await store.private_kvs("__rt/contract").set("s", 1, expiry=1)
+        clock.advance(2)
+        now = clock.now()
+        purged = await backend.purge_expired(now, 100, ns="b1")
+        assert sorted((p.namespace, p.key) for p in purged) == [("b1", "x"), ("b1", "y")]
+        assert all(p.expires_at == pytest.approx(now - 1, abs=1e-3) for p in purged)
+        held = memory.user("held").prefix
+        purged = await backend.purge_expired(now, 100, keep=[("b2", held)])
+        assert [(p.namespace, p.key) for p in purged] == [("b2", memory.user("free").key("n"))]
+        # kept prefixes and private namespaces stay, however often the janitor runs
+        assert await backend.purge_expired(now, 100, keep=[("b2", held)]) == []
+        clock.set(now - 2)  # what was kept is still stored
+        assert await memory.get_user_variable("held", "n") == 1
+        assert await memory.get_user_variable("free", "n") is None
+        assert await store.private_kvs("__rt/contract").get("s") == 1
+        purged = await backend.purge_expired(now, 100, ns="__rt/contract")
+        assert [(p.namespace, p.key) for p in purged] == [("__rt/contract", "s")]
+
+    async def test_restore_writes_rows_exactly(self, store: Store, clock: FakeClock) -> None:
+        from ..backends.base import Row
+
+        kvs = store.bot("b1").kvs
+        await kvs.set("a", "old")
+        rows = [
+            Row("a", b'{"b":1,"a":2}', 7, clock.now() + 60, clock.now() - 100),
+            Row("new", b"null", 3, None, clock.now() - 5),
+        ]
+        await store.backend.restore("b1", rows)
+        a = await kvs.get_entry("a")
+        new = await kvs.get_entry("new")
+        assert a is not None and new is not None
+        assert_same(a.value, {"b": 1, "a": 2})
+        assert a.version == 7
+        assert a.modified_at == pytest.approx(clock.now() - 100)
+        assert a.expires_at == pytest.approx(clock.now() + 60)
+        assert (new.value, new.version, new.expires_at) == (None, 3, None)
+        assert await kvs.set("a", 1) == 8
+
+    async def test_locks(self, store: Store, clock: FakeClock) -> None:
+        backend = store.backend
+        now = clock.now()
+        first = await backend.acquire_lock("janitor", "a", 10, now)
+        assert first is not None and (first.name, first.owner) == ("janitor", "a")
+        assert first.expires_at == pytest.approx(now + 10)
+        assert await backend.acquire_lock("janitor", "b", 10, now + 1) is None
+        renewed = await backend.acquire_lock("janitor", "a", 10, now + 5)
+        assert renewed is not None and renewed.token == first.token
+        assert renewed.expires_at == pytest.approx(now + 15)
+        assert await backend.acquire_lock("janitor", "b", 10, now + 14) is None
+        assert await backend.release_lock("janitor", "b") is False
+        assert await backend.release_lock("janitor", "a") is True
+        assert await backend.release_lock("janitor", "a") is False
+        second = await backend.acquire_lock("janitor", "b", 10, now + 14)
+        assert second is not None and second.token > first.token
+        # an expired lease is up for grabs, with a larger fencing token
+        third = await backend.acquire_lock("janitor", "a", 10, now + 24)
+        assert third is not None and third.owner == "a" and third.token > second.token
+        other = await backend.acquire_lock("other", "b", 10, now + 24)
+        assert other is not None
