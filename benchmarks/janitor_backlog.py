@@ -33,9 +33,9 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _writer(bot: botmemory.Bot, stop: asyncio.Event, samples: list[float], limit: int | None = None) -> None:
+async def _writer(bot: botmemory.Bot, stop: asyncio.Event, samples: list[float]) -> None:
     i = 0
-    while not stop.is_set() and (limit is None or i < limit):
+    while not stop.is_set():
         t = time.perf_counter()
         await bot.kvs.set(f"w/{i % 1000}", {"n": i, "text": "x" * 64})
         samples.append(time.perf_counter() - t)
@@ -43,7 +43,9 @@ async def _writer(bot: botmemory.Bot, stop: asyncio.Event, samples: list[float],
         await asyncio.sleep(0)  # a writer that yields, like a server handling requests
 
 
-async def run(rows: int, batch: int, directory: Path, duty: float = 1.0) -> dict[str, float]:
+async def run(
+    rows: int, batch: int, directory: Path, duty: float = 1.0, idle_seconds: float = 3.0
+) -> dict[str, float]:
     clock = FakeClock(start=time.time())
     path = directory / "janitor-backlog.db"
     store = await botmemory.open(f"sqlite:///{path}", clock=clock)
@@ -58,8 +60,11 @@ async def run(rows: int, batch: int, directory: Path, duty: float = 1.0) -> dict
         fill = time.perf_counter() - t
         clock.advance(2)  # the whole backlog is now expired
 
+        # idle: the same writer for a few seconds with no janitor (enough samples for a stable p99)
         idle: list[float] = []
-        await _writer(store.bot("writer"), asyncio.Event(), idle, limit=3000)
+        idle_stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(idle_seconds, idle_stop.set)
+        await _writer(store.bot("writer"), idle_stop, idle)
 
         during: list[float] = []
         stop = asyncio.Event()
@@ -85,6 +90,7 @@ async def run(rows: int, batch: int, directory: Path, duty: float = 1.0) -> dict
             "purge_s": purge,
             "rows_per_s": rows / purge,
             "writes_during": len(during),
+            "writes_idle": len(idle),
             "remaining": remaining,
             "errors": report.errors,
         }
@@ -106,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         f" max_duty {result['duty']:g}"
     )
     print(f"  fill                 {result['fill_s']:.1f} s")
-    print(f"  writer idle          p50 {result['idle_p50_ms']:.3f} ms  p99 {result['idle_p99_ms']:.3f} ms")
+    print(
+        f"  writer idle          p50 {result['idle_p50_ms']:.3f} ms  p99 {result['idle_p99_ms']:.3f} ms"
+        f"  ({result['writes_idle']:,} writes)"
+    )
     print(
         f"  writer during purge  p50 {result['purge_p50_ms']:.3f} ms  p99 {result['purge_p99_ms']:.3f} ms"
         f"  max {result['purge_max_ms']:.1f} ms  ({result['writes_during']:,} writes)"
