@@ -29,6 +29,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import os
 import re
@@ -98,6 +99,10 @@ MIGRATIONS: list[tuple[str, str]] = [
 
 _LIVE: Final = "(expires_at IS NULL OR expires_at > %(now)s)"
 _COLUMNS: Final = "key, value, version, expires_at, modified_at"
+
+
+#: loop time by which the call running in this task must answer
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("botmemory_pg_deadline")
 
 
 class _Retry(Exception):
@@ -290,7 +295,9 @@ class PostgresBackend(Backend):
     async def _guarded(
         self, conn: AsyncConnection[Any], fn: Callable[[AsyncConnection[Any]], Awaitable[T]], what: str
     ) -> T:
+        """Run ``fn(conn)``; shut the connection down if the call's deadline passes first."""
         loop = asyncio.get_running_loop()
+        deadline = _deadline.get(loop.time() + self.timeout)
         fired = False
 
         def watchdog() -> None:
@@ -298,7 +305,7 @@ class PostgresBackend(Backend):
             fired = True
             _sever(conn)
 
-        handle = loop.call_later(self.timeout, watchdog)
+        handle = loop.call_at(deadline, watchdog)
         try:
             return await fn(conn)
         except psycopg.Error as exc:
@@ -311,31 +318,39 @@ class PostgresBackend(Backend):
     async def _run(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, read: bool = False) -> T:
         """Run ``fn`` on a pooled connection; errors translated, nothing waits past ``timeout``.
 
-        A read that finds its connection dead (the server restarted since it
-        was last used) runs once more on a fresh one; a write never does, as
-        it may have been applied before the connection died.
+        The whole call (waiting for a connection, checking it, running, one
+        retry) shares one deadline. A read that finds its connection dead
+        (the server restarted since it was last used) runs once more on a
+        fresh one; a write never does, as it may have been applied before the
+        connection died.
         """
         pool = self._pool
         if pool is None:
             raise StoreUnavailableError("the PostgreSQL store is closed")
-        for attempt in (1, 2):
-            try:
-                async with pool.connection(timeout=self.timeout) as conn:
-                    result = await self._guarded(conn, fn, what)
-                    self._healthy.add(conn)
-                    return result
-            except StoreTimeoutError:
-                self._lost_connections()
-                raise
-            except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
-                lost = isinstance(exc, psycopg.OperationalError) and not isinstance(
-                    exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
-                )
-                if lost:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        token = _deadline.set(deadline)
+        try:
+            for attempt in (1, 2):
+                try:
+                    async with pool.connection(timeout=max(deadline - loop.time(), 0.001)) as conn:
+                        result = await self._guarded(conn, fn, what)
+                        self._healthy.add(conn)
+                        return result
+                except StoreTimeoutError:
                     self._lost_connections()
-                if not (lost and read and attempt == 1):
-                    raise _translate(exc, what) from exc
-        raise AssertionError("unreachable")
+                    raise
+                except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+                    lost = isinstance(exc, psycopg.OperationalError) and not isinstance(
+                        exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable
+                    )
+                    if lost:
+                        self._lost_connections()
+                    if not (lost and read and attempt == 1 and loop.time() < deadline):
+                        raise _translate(exc, what) from exc
+            raise AssertionError("unreachable")
+        finally:
+            _deadline.reset(token)
 
     def _lost_connections(self) -> None:
         """A connection failed: check every idle one before it is used again."""
