@@ -98,6 +98,10 @@ class _SyncProxy:
             return call
         return _wrap(attr, self._runner)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # settable handle attributes (``bot.retention = config``) work on the sync twin too
+        setattr(self._target, name, value)
+
     def __repr__(self) -> str:
         return f"<sync {self._target!r}>"
 
