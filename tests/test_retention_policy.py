@@ -242,3 +242,11 @@ async def test_delete_prefix_is_audited_when_retention_is_set(store: botmemory.S
     ]
     assert [r["key"] for r in await audit.query("b", user_id="u1")] == ["storage/users/u1/*"]
     assert "secret" not in repr(records)
+
+
+def test_the_sync_facade_can_set_a_policy() -> None:
+    with botmemory.open_sync("memory://", clock=FakeClock()) as store:
+        bot = store.bot("b")
+        bot.retention = config({"user.*": "1d"})
+        bot.memory.set_user_variable("u", "x", 1)
+        assert bot.kvs.ttl("storage/users/u/x") == DAY
