@@ -28,9 +28,10 @@ members left behind by it are treated as absent and cleaned up lazily.
 Writes are Lua scripts (atomic, one round trip); ``mutate`` calls a Python
 function, so it runs as optimistic ``WATCH``/``MULTI``/``EXEC`` and retries
 when another client touched the entry (the function may run more than once).
-No call waits longer than ``timeout`` seconds: socket reads and connects time
-out, and nothing is retried behind the caller's back, so a write is never
-applied twice.
+No call waits much longer than ``timeout`` seconds: socket reads and connects
+time out. A read whose pooled connection turned out dead (server restart) runs
+once more on a fresh connection; a write is never resent, so it is never
+applied twice. Redis Cluster is not supported: scripts build key names.
 """
 
 from __future__ import annotations
