@@ -22,8 +22,10 @@
 - Nothing hangs: getting a connection waits at most ``timeout`` seconds and a
   watchdog shuts down the socket of a call that has not finished by then (the
   call fails with ``StoreTimeoutError``); the server also enforces
-  ``statement_timeout``. Connections broken by an outage are discarded, so the
-  same store works again once the server is back.
+  ``statement_timeout``. Connections broken by an outage are discarded (and
+  the idle ones checked before their next use), a read that meets a dead
+  connection runs once more on a fresh one, and writes are never resent; so
+  the same store works again once the server is back.
 """
 
 from __future__ import annotations
