@@ -1,4 +1,4 @@
-"""The SQLite writer thread: lone writes in autocommit, single-statement jobs in a group.
+"""The SQLite writer thread (lone writes in autocommit, single-statement jobs in a group) and the read fallback.
 
 A job marked ``single`` runs one statement: alone it runs without
 BEGIN/COMMIT, in a group it runs without a savepoint. These tests pin that
@@ -90,4 +90,17 @@ async def test_lone_put_on_a_locked_database_times_out_and_writes_nothing(tmp_pa
         assert _rows(tmp_path / "w.db") == {"a": b"2"}
     finally:
         other.close()
+        await backend.close()
+
+
+async def test_get_falls_back_to_the_reader_pool_when_the_inline_connection_is_taken(tmp_path: Path) -> None:
+    backend = await _open(tmp_path)
+    try:
+        await backend.put("n", "a", b"1", None, NOW, None)
+        with backend._reader_lock:  # as if another thread were reading inline right now
+            row = await backend.get("n", "a", NOW)
+            missing = await backend.get("n", "b", NOW)
+        assert row is not None and (row.key, bytes(row.value), row.version) == ("a", b"1", 1)
+        assert missing is None
+    finally:
         await backend.close()

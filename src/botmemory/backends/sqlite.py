@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import queue
 import sqlite3
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..errors import (
     QuotaExceededError,
@@ -422,13 +423,20 @@ class SQLiteBackend(Backend):
         except sqlite3.Error as exc:
             raise _translate(exc, "read") from exc
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    @overload
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    @overload
+    async def _read(self, fn: Callable[[sqlite3.Connection, tuple[Any, ...]], T], args: tuple[Any, ...]) -> T: ...
+
+    async def _read(self, fn: Callable[..., T], args: tuple[Any, ...] | None = None) -> T:
+        """Run ``fn(conn)``, or ``fn(conn, args)``: the hottest reads build no closure."""
         reader = self._reader
         if reader is None or self._closed:
             raise StoreUnavailableError("the SQLite store is closed")
         if self._reader_lock.acquire(blocking=False):
             try:
-                return fn(reader)
+                return fn(reader) if args is None else fn(reader, args)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise _translate(exc, "read") from exc
@@ -437,15 +445,13 @@ class SQLiteBackend(Backend):
             finally:
                 self._reader_lock.release()
         assert self._pool is not None
+        if args is not None:
+            fn = functools.partial(_call_with, fn, args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._read_in_pool, fn)
 
     # -- reads -------------------------------------------------------------
     async def get(self, ns: str, key: str, now: float) -> Row | None:
-        def q(conn: sqlite3.Connection) -> Row | None:
-            r = conn.execute(_SELECT_ROW + " AND " + _LIVE, (ns, key, now)).fetchone()
-            return None if r is None else Row(r[0], r[1], r[2], r[3], r[4])
-
-        return await self._read(q)
+        return await self._read(_get_row, (ns, key, now))
 
     async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
         keys = list(dict.fromkeys(keys))
@@ -685,6 +691,21 @@ class SQLiteBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "path": self.path}
+
+
+_GET_ROW = _SELECT_ROW + " AND " + _LIVE
+
+
+def _get_row(conn: sqlite3.Connection, args: tuple[Any, ...]) -> Row | None:
+    """One live row by (ns, key, now)."""
+    r = conn.execute(_GET_ROW, args).fetchone()
+    return None if r is None else Row(r[0], r[1], r[2], r[3], r[4])
+
+
+def _call_with(
+    fn: Callable[[sqlite3.Connection, tuple[Any, ...]], T], args: tuple[Any, ...], conn: sqlite3.Connection
+) -> T:
+    return fn(conn, args)
 
 
 def _range(ns: str, prefix: str, after: str | None) -> tuple[str, tuple[Any, ...]]:
