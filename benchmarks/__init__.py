@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scenario", default="", help=f"scenarios to run, comma-separated (of: {', '.join(SCENARIOS)})")
     p.add_argument("--no-profile", action="store_true", help="skip the breakdown of the slowest botmemory row")
+    p.add_argument(
+        "--profile-row",
+        metavar="TARGET:OP",
+        help="break down this row instead (e.g. bm-sqlite-async:set) at the largest N",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for latest.json and latest.md")
     return p
 
@@ -86,6 +91,12 @@ def build_config(args: argparse.Namespace) -> Config:
         changes["only"] = only
     if args.no_profile:
         changes["profile"] = False
+    if args.profile_row:
+        target_id, _, op = args.profile_row.partition(":")
+        if target_id not in TARGETS or not TARGETS[target_id].ours or op not in ("set", "get"):
+            ours = ", ".join(t.id for t in TARGETS.values() if t.ours)
+            raise SystemExit(f"--profile-row takes TARGET:set or TARGET:get with TARGET one of: {ours}")
+        changes["profile_row"] = (target_id, op)
     return config.with_(**changes) if changes else config
 
 
@@ -122,10 +133,13 @@ def run(config: Config, scenario_names: Sequence[str] = (), log: Console | None 
     verdicts = evaluate(rows)
     breakdown: Breakdown | None = None
     slowest = _slowest_ours(rows) if config.profile else None
+    if slowest is not None and config.profile_row is not None:
+        slowest = (*config.profile_row, max(config.sizes))
     if slowest is not None:
         target_id, op, n = slowest
         spec = TARGETS[target_id]
-        console.print(f"[bold]Profiling the slowest botmemory row: {spec.label} {op} at N={n:,}[/bold]")
+        which = "the chosen" if config.profile_row else "the slowest"
+        console.print(f"[bold]Profiling {which} botmemory row: {spec.label} {op} at N={n:,}[/bold]")
         breakdown = asyncio.run(profile_row(spec, spec.open, op, n, config))
     meta = {
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

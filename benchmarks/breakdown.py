@@ -103,10 +103,9 @@ def _sqlite_driver(backend: Any, op: str) -> Callable[[str], Any] | None:
         data = encode(VALUE, botmemory.Limits())
 
         def put(key: str) -> None:
+            # what the writer runs for a lone set: one upsert in autocommit
             now = time()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(put_sql, (NAMESPACE, key, data, now + EXPIRY_SECONDS, now, False)).fetchone()
-            conn.execute("COMMIT")
+            conn.execute(put_sql, (NAMESPACE, key, bytearray(data), now + EXPIRY_SECONDS, now, 0)).fetchone()
 
         return put
     if op == "get" and reader is not None and select_sql is not None and live is not None:
@@ -182,7 +181,7 @@ async def profile_row(spec: KVTarget, client_open: Callable[[Path], Any], op: st
                 ]
                 driver = _sqlite_driver(backend, "set") if spec.family == "sqlite" else None
                 if driver is not None:
-                    steps.append(_Step("driver: BEGIN IMMEDIATE + upsert + COMMIT", driver, False, "backend.put"))
+                    steps.append(_Step("driver: upsert … RETURNING, autocommit", driver, False, "backend.put"))
                 hop_name = "writer-thread hop + future wake-up"
             else:
                 total = kvs.get

@@ -66,6 +66,7 @@ class Config:
         concurrent_keys: keys in the store for that scenario.
         only: keep only rows whose target id or family contains one of these.
         profile: run the breakdown of the slowest botmemory row.
+        profile_row: ``(target id, "set" | "get")`` to break down instead of the slowest row.
         seed: seed of every random choice (keys, order).
     """
 
@@ -79,6 +80,7 @@ class Config:
     concurrent_keys: int = 10_000
     only: tuple[str, ...] = field(default=())
     profile: bool = True
+    profile_row: tuple[str, str] | None = None
     seed: int = 7
 
     @classmethod

@@ -120,7 +120,7 @@ def print_report(result: RunResult, console: Console) -> None:
     b = result.breakdown
     if b is not None:
         table = Table(
-            title=f"Where the time goes: {b.label} {b.op} at N={b.n:,} (the slowest botmemory row)",
+            title=f"Where the time goes: {b.label} {b.op} at N={b.n:,}",
             title_justify="left",
         )
         table.add_column("layer")
