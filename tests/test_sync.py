@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from collections.abc import Iterator
@@ -210,3 +211,34 @@ def test_mirrors_every_public_method() -> None:
         for name in ("get", "set", "keys", "incr", "delete_prefix", "ttl", "expire", "persist"):
             assert not inspect.iscoroutinefunction(getattr(bot.kvs, name))
         assert store.bot("b").id == "b"
+
+
+@pytest.mark.parametrize("backend_name", ["postgres", "redis"], indirect=True)
+async def test_server_backends(backend_name: str, tmp_path: Path) -> None:
+    """The facade's own loop thread owns the pools: PostgreSQL and Redis work through it too."""
+    from botmemory.testing.backends import POSTGRES_URL, REDIS_URL, open_test_store, unique_suffix
+
+    if backend_name == "postgres":
+        url, options = POSTGRES_URL, {"schema": unique_suffix()}
+    else:
+        url, options = REDIS_URL, {"prefix": f"botmemory-test:{unique_suffix()}:"}
+
+    def blocking() -> None:
+        clock = FakeClock()
+        with botmemory.open_sync(url, clock=clock, **options) as store:
+            kvs = store.bot("b").kvs
+            assert kvs.set_many({f"k{i:04d}": i for i in range(600)}) == [1] * 600
+            assert list(kvs.keys(limit=550)) == [f"k{i:04d}" for i in range(550)]
+            assert kvs.incr("k0000", 5) == 5
+            kvs.expire("k0001", 1)
+            clock.advance(1)
+            assert kvs.get("k0001") is None
+            with pytest.raises(VersionConflictError):
+                kvs.set("k0000", 0, if_version=1)
+            assert store.bot("b").memory.set_user_variable("u/x", "n", 1) == 1
+        with pytest.raises(StoreUnavailableError):
+            kvs.get("k0000")
+
+    # open_test_store drops the schema / prefix afterwards
+    async with open_test_store(backend_name, tmp_path, **options):
+        await asyncio.to_thread(blocking)
