@@ -43,9 +43,7 @@ async def _writer(bot: botmemory.Bot, stop: asyncio.Event, samples: list[float])
         await asyncio.sleep(0)  # a writer that yields, like a server handling requests
 
 
-async def run(
-    rows: int, batch: int, directory: Path, duty: float = 1.0, idle_seconds: float = 3.0
-) -> dict[str, float]:
+async def run(rows: int, batch: int, directory: Path, duty: float = 1.0, idle_seconds: float = 3.0) -> dict[str, float]:
     clock = FakeClock(start=time.time())
     path = directory / "janitor-backlog.db"
     store = await botmemory.open(f"sqlite:///{path}", clock=clock)
