@@ -38,7 +38,22 @@ __all__ = [
     "ValueTooLargeError",
     "ValueTypeError",
     "VersionConflictError",
+    "show_value",
 ]
+
+
+def show_value(value: object) -> str:
+    """repr for error messages: control characters escaped, at most 80 characters, never failing."""
+    if isinstance(value, str) and len(value) > 80:
+        value = value[:80]  # repr of a 1 MiB string only to cut it would be waste
+    elif isinstance(value, int) and value.bit_length() > 256:
+        # repr of a huge int raises ValueError (int's digit limit)
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not replace the typed error
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class BotMemoryError(Exception):

@@ -22,6 +22,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from botmemory.errors import InvalidExpiryError
+from botmemory.errors import show_value as _show
 
 __all__ = ["MAX_EXPIRY_MS", "check_expiry_arg", "duration_ms", "expires_at"]
 
@@ -81,18 +82,6 @@ _HINT = (
 )
 
 
-def _show(value: object) -> str:
-    """repr for messages: control characters escaped, at most 80 characters, never failing."""
-    if isinstance(value, str) and len(value) > 80:
-        value = value[:80]  # repr of a 1 MiB string only to cut it would be waste
-    elif isinstance(value, int) and value.bit_length() > 256:
-        # repr of a huge int raises ValueError (int's digit limit)
-        return f"<int of {value.bit_length()} bits>"
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not replace the typed error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _refuse(value: object, reason: str) -> InvalidExpiryError:

@@ -18,6 +18,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from botmemory.errors import InvalidKeyError
+from botmemory.errors import show_value as _show
 
 __all__ = [
     "CONVERSATION_PREFIX",
@@ -57,18 +58,6 @@ _ENCODED_RE = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})*", re.ASCII)
 _QUOTED_BYTES = tuple(chr(b) if _UNRESERVED_RE.fullmatch(chr(b)) else f"%{b:02X}" for b in range(256))
 
 
-def _show(value: object) -> str:
-    """repr for messages: control characters escaped, at most 80 characters, never failing."""
-    if isinstance(value, str) and len(value) > 80:
-        value = value[:80]  # repr of a 1 MiB string only to cut it would be waste
-    elif isinstance(value, int) and value.bit_length() > 256:
-        # repr of a huge int raises ValueError (int's digit limit)
-        return f"<int of {value.bit_length()} bits>"
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not replace the typed error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_characters(text: str, what: str) -> None:

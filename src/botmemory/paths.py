@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import TypeAlias
 
 from botmemory.errors import InvalidPathError, ValueTypeError
+from botmemory.errors import show_value as _show
 
 __all__ = [
     "MAX_INDEX",
@@ -49,18 +50,6 @@ _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _CACHED_PATH_LENGTH = 256
 
 
-def _show(value: object) -> str:
-    """repr for messages: control characters escaped, at most 80 characters, never failing."""
-    if isinstance(value, str) and len(value) > 80:
-        value = value[:80]  # repr of a 1 MiB string only to cut it would be waste
-    elif isinstance(value, int) and value.bit_length() > 256:
-        # repr of a huge int raises ValueError (int's digit limit)
-        return f"<int of {value.bit_length()} bits>"
-    try:
-        text = repr(value)
-    except Exception:  # a broken __repr__ must not replace the typed error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _refuse(path: object, reason: str) -> InvalidPathError:
