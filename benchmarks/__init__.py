@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import runtime_turns  # noqa: F401 - registers the "runtime" scenario
+from . import servers  # noqa: F401 - registers the "servers" scenario (PostgreSQL, Redis)
 from .breakdown import Breakdown, profile_row
 from .clients import TARGETS
 from .config import VALUE_BYTES, Config
