@@ -10,12 +10,22 @@ One ``run_once``:
    expiries are capped, and expiries the previous policy set are lengthened
    when the policy was lengthened (an explicit shorter expiry is left alone);
 4. purges expired rows of every bot and of the server-wide KVS with
-   ``purge_expired(now, batch_size)`` until a batch comes back short, one
-   short transaction per batch, so writers wait for at most one batch; every
+   ``purge_expired(now, limit)`` until a batch comes back short, one short
+   transaction per batch, so writers wait for at most one batch; every
    purged row is audited (reason ``expired``); bots without a config (even
    deleted ones) are swept too;
 5. purges its own private namespaces explicitly: audit records older than
    the audit retention, first-write times and erasure tombstones.
+
+Batches are sized to time, not only to a count: the janitor times each
+``purge_expired`` call and scales the next ``limit`` so that one batch takes
+about ``batch_time`` (between ``min(16, batch_size)`` and ``batch_size``
+rows), and it yields to the event loop between batches. A batch is a
+stretch during which a writer cannot write (the backend's write lock, or
+SQLite's single writer thread), so a short batch is what keeps writers'
+tail latency near idle while a large backlog is worked off. The audit
+records of purged rows are gathered across batches and written
+``audit_group`` at a time (one row per group), not one row per batch.
 
 ``now`` is read once per step, so rows that expire during a run wait for
 the next one and a run always ends. Policy deletions are version-checked (a
@@ -54,6 +64,12 @@ log = logging.getLogger(__name__)
 
 _PAGE: Final = 500
 _SLACK: Final = 0.002  # seconds: expiries are whole milliseconds, floats are not exact
+_MIN_BATCH: Final = 16  # the adaptive batch never shrinks below this (or batch_size)
+_MAX_GROWTH: Final = 2.0  # the next batch is at most this many times the last one
+DEFAULT_BATCH_TIME: Final = 0.0005
+"""Seconds one purge batch should take (``Janitor(batch_time=...)``)."""
+DEFAULT_AUDIT_GROUP: Final = 50
+"""Purged rows' audit records per audit row (``Janitor(audit_group=...)``)."""
 
 
 @dataclass
@@ -113,8 +129,14 @@ class Janitor:
         max_duty: the largest share of time the purge may keep the backend's
             write lock busy: after a batch that took ``t`` seconds it sleeps
             ``t * (1 - max_duty) / max_duty``. 1.0 (the default) purges batch
-            after batch, so a writer waits at most one batch; lower it to keep
-            writers' tail latency near idle at the cost of a slower purge.
+            after batch (yielding to the event loop in between), so a writer
+            waits at most one batch; lower it to slow the purge down further.
+        batch_time: seconds one purge batch should take; the janitor times
+            each batch and sizes the next to this, between
+            ``min(16, batch_size)`` and ``batch_size`` rows. ``None`` turns
+            the sizing off (every batch asks for ``batch_size`` rows).
+        audit_group: purged rows' audit records written per audit row (and
+            write); the records of several batches are gathered to fill one.
     """
 
     def __init__(
@@ -126,12 +148,24 @@ class Janitor:
         end_timed_out_sessions: Callable[[], Awaitable[int]] | None = None,
         reapply_every: float = 86_400.0,
         max_duty: float = 1.0,
+        batch_time: float | None = DEFAULT_BATCH_TIME,
+        audit_group: int = DEFAULT_AUDIT_GROUP,
     ) -> None:
         if type(batch_size) is not int or batch_size <= 0:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
         if isinstance(max_duty, bool) or not isinstance(max_duty, int | float) or not 0 < max_duty <= 1:
             raise InvalidInputError(f"max_duty must be a number in (0, 1], got {max_duty!r}")
+        if batch_time is not None and (
+            isinstance(batch_time, bool) or not isinstance(batch_time, int | float) or not 0 < batch_time < math.inf
+        ):
+            raise InvalidInputError(f"batch_time must be a positive number of seconds or None, got {batch_time!r}")
+        if type(audit_group) is not int or audit_group <= 0:
+            raise InvalidInputError(f"audit_group must be a positive int, got {audit_group!r}")
         self.max_duty = float(max_duty)
+        self.batch_time = None if batch_time is None else float(batch_time)
+        self.audit_group = audit_group
+        # the batch size the sizing settled on, kept from run to run
+        self._limit = min(_MIN_BATCH, batch_size) if batch_time is not None else batch_size
         self.store = store
         self.configs: dict[str, RetentionConfig] = {validate_bot_id(b): c for b, c in (configs or {}).items()}
         self.batch_size = batch_size
@@ -340,33 +374,71 @@ class Janitor:
                 continue
             await self._purge_batches(ns, (), report, audited=True)
 
+    def _next_limit(self, limit: int, elapsed: float) -> int:
+        """The next batch's size: scaled so that it takes about ``batch_time``."""
+        if self.batch_time is None:
+            return self.batch_size
+        floor = min(_MIN_BATCH, self.batch_size)
+        scale = self.batch_time / elapsed if elapsed > 0 else _MAX_GROWTH
+        return max(floor, min(self.batch_size, int(limit * min(scale, _MAX_GROWTH))))
+
     async def _purge_batches(
         self, ns: str | None, keep: Sequence[tuple[str, str]], report: JanitorReport, *, audited: bool
     ) -> int:
         backend = self.store.backend
         now = self.store.clock.now()
         total = 0
-        while True:
-            began = time.monotonic()
-            try:
-                if keep:
-                    batch = await backend.purge_expired(now, self.batch_size, ns, keep=keep)
+        pending: dict[str, list[dict[str, Any]]] = {}  # audit records not yet a full group
+        ready: list[tuple[str, list[dict[str, Any]]]] = []  # full groups, written with the next batch
+        limit = max(min(_MIN_BATCH, self.batch_size), min(self._limit, self.batch_size))
+        try:
+            while True:
+                # The audit rows of earlier batches are written alongside this
+                # batch, not after it: the two writes queue back to back (on
+                # SQLite they share a transaction), so a writer meets one stall
+                # per batch instead of two, and the audit's encoding runs on
+                # the event loop while the backend deletes.
+                writing = asyncio.ensure_future(self._write_groups(ready, report)) if ready else None
+                ready = []
+                began = time.monotonic()
+                try:
+                    if keep:
+                        batch = await backend.purge_expired(now, limit, ns, keep=keep)
+                    else:
+                        batch = await backend.purge_expired(now, limit, ns)
+                except Exception as exc:
+                    self._error(report, f"purging {ns or 'expired rows'}", exc)
+                    return total
+                finally:
+                    if writing is not None:
+                        await writing
+                elapsed = time.monotonic() - began
+                total += len(batch)
+                if audited:
+                    report.batches += 1
+                    report.purged += len(batch)
+                    await self._audit_purged(batch, pending, ready, report)
+                if len(batch) < limit:
+                    return total
+                limit = self._limit = self._next_limit(limit, elapsed)
+                if self.max_duty < 1:
+                    await asyncio.sleep(elapsed * (1 - self.max_duty) / self.max_duty)
                 else:
-                    batch = await backend.purge_expired(now, self.batch_size, ns)
-            except Exception as exc:
-                self._error(report, f"purging {ns or 'expired rows'}", exc)
-                return total
-            total += len(batch)
-            if audited:
-                report.batches += 1
-                report.purged += len(batch)
-                await self._audit_purged(batch, report)
-            if len(batch) < self.batch_size:
-                return total
-            if self.max_duty < 1:
-                await asyncio.sleep((time.monotonic() - began) * (1 - self.max_duty) / self.max_duty)
+                    # let writers that were waiting on this batch run before the next one
+                    await asyncio.sleep(0)
+        finally:
+            # also on cancellation: rows already purged keep their audit records
+            ready.extend(pending.items())
+            await self._write_groups(ready, report)
 
-    async def _audit_purged(self, batch: Sequence[Purged], report: JanitorReport) -> None:
+    async def _audit_purged(
+        self,
+        batch: Sequence[Purged],
+        pending: dict[str, list[dict[str, Any]]],
+        ready: list[tuple[str, list[dict[str, Any]]]],
+        report: JanitorReport,
+    ) -> None:
+        """Add the audit records of ``batch`` to ``pending``; move every full group to ``ready``."""
         by_ns: dict[str, list[str]] = {}
         for p in batch:
             if (p.namespace, p.key) not in self._policy_deleted:  # already audited as "policy"
@@ -381,6 +453,20 @@ class Janitor:
                     for r in records:
                         if r["scope"] == "conversation":
                             r["user_id"] = users.get(r["owner_id"])
+            except Exception as exc:
+                self._error(report, f"auditing purged rows of {ns!r}", exc)
+                continue
+            waiting = pending.setdefault(ns, [])
+            waiting.extend(records)
+            while len(waiting) >= self.audit_group:
+                ready.append((ns, waiting[: self.audit_group]))
+                del waiting[: self.audit_group]
+
+    async def _write_groups(self, groups: Sequence[tuple[str, list[dict[str, Any]]]], report: JanitorReport) -> None:
+        for ns, records in groups:
+            if not records:
+                continue
+            try:
                 await self._audit(ns).record_many(ns, records)
                 report.audit_records += len(records)
             except Exception as exc:
@@ -416,4 +502,3 @@ class Janitor:
         for prefix in (firstwrite_ns(""), erased_ns("")):
             for bot_id in _private_bots(namespaces, prefix):
                 report.private_purged += await self._purge_batches(prefix + bot_id, (), report, audited=False)
-
