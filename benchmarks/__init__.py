@@ -25,8 +25,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import runtime_turns  # noqa: F401 - registers the "runtime" scenario
-from . import servers  # noqa: F401 - registers the "servers" scenario (PostgreSQL, Redis)
+from . import (
+    runtime_turns,  # noqa: F401 - registers the "runtime" scenario
+    servers,  # noqa: F401 - registers the "servers" scenario (PostgreSQL, Redis)
+)
 from .breakdown import Breakdown, profile_row
 from .clients import TARGETS
 from .config import VALUE_BYTES, Config
@@ -159,7 +161,9 @@ def run(config: Config, scenario_names: Sequence[str] = (), log: Console | None 
         "raw sqlite3 and aiosqlite run in autocommit: each write is its own committed transaction",
         "LangGraph InMemoryStore has no TTL support, so its rows store no expiry; it keeps the caller's dict "
         "by reference where botmemory encodes to JSON bytes",
-        "the machine is shared: numbers move by 10-20% between runs, ratios less so",
+        "clients of one table take turns round by round; a target's ratio is the median of the round-by-round "
+        "ratios, so load from other processes falls on both sides alike",
+        "the machine is shared: numbers move by 10-20% between runs (more under load), ratios less so",
     ]
     return RunResult(config, meta, rows, verdicts, breakdown, notes)
 

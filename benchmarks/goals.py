@@ -7,6 +7,7 @@ benchmarks are not tests.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from .scenarios import Row
@@ -121,5 +122,18 @@ def evaluate(rows: list[Row], goals: list[Goal] | None = None) -> list[Verdict]:
                 continue
             best = max(present, key=lambda r: r.metrics[goal.metric])
             ours_value, theirs_value = mine.metrics[goal.metric], best.metrics[goal.metric]
-            out.append(Verdict(goal, n, ours_value / theirs_value, ours_value, theirs_value, best.target))
+            out.append(Verdict(goal, n, _ratio(mine, best, goal.metric), ours_value, theirs_value, best.target))
     return out
+
+
+def _ratio(mine: Row, theirs: Row, metric: str) -> float:
+    """The median of round-by-round ratios when both rows ran side by side, else the ratio of the values.
+
+    Rounds of rows measured together alternate, so round i of one and round
+    i of the other saw the same load on a shared machine; their ratio moves
+    far less between runs than the ratio of the two medians.
+    """
+    ours, refs = mine.rounds.get(metric), theirs.rounds.get(metric)
+    if ours and refs and len(ours) == len(refs) and all(r > 0 for r in refs):
+        return statistics.median(o / r for o, r in zip(ours, refs, strict=True))
+    return mine.metrics[metric] / theirs.metrics[metric]

@@ -45,6 +45,9 @@ class Row:
         n: keys in the store, when that applies.
         metrics: the scenario's columns, by key.
         skipped: why the row was not measured (a missing optional module).
+        rounds: per-round values of some metrics, in the order the rounds
+            ran; rows measured side by side share the round order, so goals
+            compare round with round (see ``goals.evaluate``).
     """
 
     scenario: str
@@ -54,6 +57,7 @@ class Row:
     n: int | None
     metrics: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None
+    rounds: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,9 @@ async def _open_all(specs: Sequence[KVTarget], stack: AsyncExitStack, keys: Sequ
     return clients
 
 
-async def _measure_kv(specs: Sequence[KVTarget], config: Config, n: int, log: Log) -> list[dict[str, float]]:
+async def _measure_kv(
+    specs: Sequence[KVTarget], config: Config, n: int, log: Log
+) -> list[tuple[dict[str, float], dict[str, list[float]]]]:
     """set/get rates and latencies of every spec at N keys, with their rounds interleaved.
 
     All clients are open at once and take turns round by round, so that
@@ -120,6 +126,7 @@ async def _measure_kv(specs: Sequence[KVTarget], config: Config, n: int, log: Lo
     keys = make_keys(n, config.seed)
     ops = min(config.ops, n)
     metrics: list[dict[str, float]] = [{} for _ in specs]
+    per_round: list[dict[str, list[float]]] = [{} for _ in specs]
     async with AsyncExitStack() as stack:
         clients = await _open_all(specs, stack, keys)
         for op_name in ("set", "get"):
@@ -144,11 +151,12 @@ async def _measure_kv(specs: Sequence[KVTarget], config: Config, n: int, log: Lo
                     )
             for i in range(len(specs)):
                 metrics[i][f"{op_name}_ops"] = statistics.median(rates[i])
+                per_round[i][f"{op_name}_ops"] = rates[i]
                 metrics[i][f"{op_name}_p50_us"] = percentile(latencies[i], 50)
                 metrics[i][f"{op_name}_p99_us"] = percentile(latencies[i], 99)
     for spec, m in zip(specs, metrics, strict=True):
         log(f"  {spec.label:<34} N={n:>7,}  set {m['set_ops']:>10,.0f}/s  get {m['get_ops']:>10,.0f}/s")
-    return metrics
+    return list(zip(metrics, per_round, strict=True))
 
 
 def _skipped(name: str, spec: KVTarget, n: int | None, module: str) -> Row:
@@ -180,8 +188,8 @@ async def kv_single_task(config: Config, log: Log) -> list[Row]:
                 runnable.append(spec)
         for family in dict.fromkeys(s.family for s in runnable):
             group = [s for s in runnable if s.family == family]
-            for spec, metrics in zip(group, await _measure_kv(group, config, n, log), strict=True):
-                rows.append(Row("kv", spec.id, spec.label, spec.family, n, metrics))
+            for spec, (metrics, rounds) in zip(group, await _measure_kv(group, config, n, log), strict=True):
+                rows.append(Row("kv", spec.id, spec.label, spec.family, n, metrics, rounds=rounds))
     return rows
 
 
@@ -225,7 +233,17 @@ async def concurrent_writes(config: Config, log: Log) -> list[Row]:
         tasks = config.tasks if client.is_async else 1
         rate = statistics.median(spec_rates)
         log(f"  {spec.label:<34} tasks={tasks:<3} set {rate:>10,.0f}/s")
-        rows.append(Row("concurrent-writes", spec.id, spec.label, spec.family, n, {"set_ops": rate, "tasks": tasks}))
+        rows.append(
+            Row(
+                "concurrent-writes",
+                spec.id,
+                spec.label,
+                spec.family,
+                n,
+                {"set_ops": rate, "tasks": tasks},
+                rounds={"set_ops": spec_rates},
+            )
+        )
     return rows
 
 
