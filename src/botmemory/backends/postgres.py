@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import math
 import os
 import re
@@ -56,6 +57,7 @@ from ..errors import (
 )
 from ..keys import prefix_upper_bound
 from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row
+from .urlquery import seconds, take_query_options, text
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
 
@@ -706,6 +708,16 @@ class PostgresBackend(Backend):
         }
 
 
+@functools.cache
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults())
+
+
+def _libpq_parameter(name: str) -> bool:
+    """Whether ``name`` is a libpq connection parameter (left in the URL for libpq)."""
+    return name in _libpq_keywords()
+
+
 def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
         raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -722,17 +734,29 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
     """Open ``postgresql://user[:password]@host[:port]/db`` and migrate its schema.
 
     Args:
-        url: a libpq connection URL (``postgres://`` is accepted too).
+        url: a libpq connection URL (``postgres://`` is accepted too). Its
+            query may set ``schema`` and ``timeout`` (``…/db?schema=bot_a``)
+            next to libpq's own parameters (``sslmode=require``…); any other
+            name is refused.
         **options: ``schema`` (default ``"botmemory"``; lower-case letters,
             digits and ``_``), ``timeout`` (seconds to wait for a connection
             and for each call, default 5), ``min_size`` (default 1) and
-            ``max_size`` (default 10) of the connection pool.
+            ``max_size`` (default 10) of the connection pool. An option given
+            here wins over the same one in the URL.
 
     Raises:
         InvalidInputError: a malformed URL or option.
         StoreUnavailableError: the server cannot be reached or the schema is
             newer than this botmemory.
     """
+    url = take_query_options(
+        url,
+        {"schema": text, "timeout": seconds},
+        options,
+        backend="PostgreSQL",
+        driver_parameter=_libpq_parameter,
+        driver_note=" and libpq's own parameters (sslmode, connect_timeout, options, ...)",
+    )
     schema = options.pop("schema", "botmemory")
     timeout = _positive("timeout", options.pop("timeout", 5.0))
     min_size = _size("min_size", options.pop("min_size", 1), 0)
