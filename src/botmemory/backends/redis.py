@@ -72,6 +72,7 @@ from ..errors import (
 )
 from ..keys import prefix_upper_bound
 from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .urlquery import seconds, take_query_options, text
 
 __all__ = ["RedisBackend", "glob_escape", "open_backend"]
 
@@ -779,20 +780,43 @@ class RedisBackend(Backend):
         }
 
 
+def _redis_url_parameter(name: str) -> bool:
+    """redis-py URL parameters left to redis-py: the database and TLS settings.
+
+    The others (``socket_timeout``, ``max_connections``, ``retry_on_timeout``…)
+    would override, in redis-py, the settings the backend's guarantees rest
+    on (every call answers within ``timeout``, writes are never resent), so
+    they are refused; ``timeout`` covers them.
+    """
+    return name == "db" or name.startswith("ssl_")
+
+
 async def open_backend(url: str, **options: Any) -> RedisBackend:
     """Open ``redis://[user:password@]host[:port][/db]`` (or ``rediss://`` for TLS).
 
     Args:
-        url: a redis-py connection URL.
+        url: a redis-py connection URL. Its query may set ``prefix`` and
+            ``timeout`` (``redis://host/0?prefix=botmemory-a:``) next to
+            redis-py's ``db`` and ``ssl_*`` parameters; any other name is
+            refused.
         **options: ``prefix`` prepended to every Redis key (default
             ``"botmemory:"``; several stores can share a database under
             different prefixes), ``timeout`` (seconds to connect and to wait
             for each answer, default 5), ``max_connections`` (default 64).
+            An option given here wins over the same one in the URL.
 
     Raises:
         InvalidInputError: a malformed URL or option.
         StoreUnavailableError: the server cannot be reached.
     """
+    url = take_query_options(
+        url,
+        {"prefix": text, "timeout": seconds},
+        options,
+        backend="Redis",
+        driver_parameter=_redis_url_parameter,
+        driver_note=" and redis-py's db and ssl_* parameters",
+    )
     prefix = options.pop("prefix", "botmemory:")
     timeout = options.pop("timeout", 5.0)
     max_connections = options.pop("max_connections", 64)
