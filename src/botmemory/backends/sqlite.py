@@ -738,10 +738,14 @@ def _check_quota(conn: sqlite3.Connection, ns: str, new: int, now: float, max_ke
 async def open_backend(url: str, **options: Any) -> SQLiteBackend:
     """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
 
-    Options: ``timeout`` (seconds to wait for the write lock, default 30).
+    Options: ``timeout`` (seconds to wait for the write lock, default 30),
+    also as the URL query ``sqlite:///x.db?timeout=5`` (an option given here
+    wins over the URL).
     """
     from ..errors import InvalidInputError
+    from .urlquery import seconds, take_query_options
 
+    url = take_query_options(url, {"timeout": seconds}, options, backend="SQLite")
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or len(rest) < 2 or "?" in rest or "#" in rest:
         raise InvalidInputError(
