@@ -510,7 +510,8 @@ async def _measure(targets: Sequence[_Target], config: Config, n: int, log: Log)
                 f"  {t.label:<36} set {metrics['set_ops']:>8,.0f}/s  get {metrics['get_ops']:>8,.0f}/s  "
                 f"set_many {metrics['set_many_ops']:>8,.0f} keys/s  get_many {metrics['get_many_ops']:>8,.0f} keys/s"
             )
-            rows.append(Row("servers", t.id, t.label, t.family, n, metrics))
+            rounds = {f"{op}_ops": rates[(t.id, op)] for op in _OPS}
+            rows.append(Row("servers", t.id, t.label, t.family, n, metrics, rounds=rounds))
     return rows
 
 
