@@ -1,6 +1,6 @@
 """Janitor backlog: purge 1,000,000 expired rows on SQLite while a writer keeps writing.
 
-``python -m benchmarks.janitor_backlog [--rows 1000000] [--batch 1000] [--duty 1.0]
+``python -m benchmarks.janitor_backlog [--rows 1000000] [--batch 1000] [--duty 0.4]
 [--batch-time SECONDS|none] [--audit-group N] [--dir DIR]``
 
 Measures a writer's latency (one ``bot.kvs.set`` at a time) while idle, then
@@ -11,11 +11,11 @@ and rate, and the batch sizes the janitor chose. Not a test: nothing fails
 on timing; the exit status is 0 either way.
 
 With no options the janitor runs with its defaults: batches sized to about
-``batch_time`` each (at most ``--batch`` rows), run back to back with a
-yield to the event loop in between, audit records written ``audit_group``
-at a time. ``--batch-time none`` gives fixed batches of ``--batch`` rows
-(the janitor before adaptive sizing); ``--duty`` below 1 pauses between
-batches.
+``batch_time`` each (at most ``--batch`` rows), paused between so that the
+purge keeps the writer thread busy at most ``max_duty`` of the time, audit
+records written ``audit_group`` at a time alongside the next batch.
+``--batch-time none --duty 1`` is the janitor before adaptive sizing
+(fixed batches back to back).
 
 The writer is a closed loop (the next write starts when the last one is
 done), so a single long stall delays one write, not every write that would
@@ -37,7 +37,7 @@ from typing import Any
 import botmemory
 from botmemory.backends.base import Purged
 from botmemory.retention import Janitor
-from botmemory.retention.janitor import DEFAULT_AUDIT_GROUP, DEFAULT_BATCH_TIME
+from botmemory.retention.janitor import DEFAULT_AUDIT_GROUP, DEFAULT_BATCH_TIME, DEFAULT_MAX_DUTY
 from botmemory.testing import FakeClock
 
 GOAL = 2.0
@@ -84,7 +84,7 @@ async def run(
     rows: int,
     batch: int,
     directory: Path,
-    duty: float = 1.0,
+    duty: float = DEFAULT_MAX_DUTY,
     idle_seconds: float = 6.0,
     batch_time: float | None = DEFAULT_BATCH_TIME,
     audit_group: int = DEFAULT_AUDIT_GROUP,
@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000, help="Janitor batch_size (the largest batch)")
-    parser.add_argument("--duty", type=float, default=1.0, help="Janitor max_duty (1.0: no pause between batches)")
+    parser.add_argument(
+        "--duty", type=float, default=DEFAULT_MAX_DUTY, help="Janitor max_duty (1.0: no pause between batches)"
+    )
     parser.add_argument(
         "--batch-time",
         type=_batch_time,

@@ -20,10 +20,11 @@ One ``run_once``:
 Batches are sized to time, not only to a count: the janitor times each
 ``purge_expired`` call and scales the next ``limit`` so that one batch takes
 about ``batch_time`` (between ``min(16, batch_size)`` and ``batch_size``
-rows), and it yields to the event loop between batches. A batch is a
-stretch during which a writer cannot write (the backend's write lock, or
-SQLite's single writer thread), so a short batch is what keeps writers'
-tail latency near idle while a large backlog is worked off. The audit
+rows), and between batches it pauses so that purging keeps the write path
+busy at most ``max_duty`` of the time. A batch is a stretch during which a
+writer cannot write (the backend's write lock, or SQLite's single writer
+thread): the time budget bounds how long one write can wait, the pauses how
+many writes wait at all, while a large backlog is worked off. The audit
 records of purged rows are gathered across batches and written
 ``audit_group`` at a time (one row per group), not one row per batch.
 
@@ -66,9 +67,11 @@ _PAGE: Final = 500
 _SLACK: Final = 0.002  # seconds: expiries are whole milliseconds, floats are not exact
 _MIN_BATCH: Final = 16  # the adaptive batch never shrinks below this (or batch_size)
 _MAX_GROWTH: Final = 2.0  # the next batch is at most this many times the last one
-DEFAULT_BATCH_TIME: Final = 0.0005
+DEFAULT_BATCH_TIME: Final = 0.008
 """Seconds one purge batch should take (``Janitor(batch_time=...)``)."""
-DEFAULT_AUDIT_GROUP: Final = 50
+DEFAULT_MAX_DUTY: Final = 0.4
+"""Share of time the purge may keep the write path busy (``Janitor(max_duty=...)``)."""
+DEFAULT_AUDIT_GROUP: Final = 250
 """Purged rows' audit records per audit row (``Janitor(audit_group=...)``)."""
 
 
@@ -128,9 +131,11 @@ class Janitor:
             (catching data written by a process that had no policy set).
         max_duty: the largest share of time the purge may keep the backend's
             write lock busy: after a batch that took ``t`` seconds it sleeps
-            ``t * (1 - max_duty) / max_duty``. 1.0 (the default) purges batch
-            after batch (yielding to the event loop in between), so a writer
-            waits at most one batch; lower it to slow the purge down further.
+            ``t * (1 - max_duty) / max_duty``. The default, 0.4, leaves writers
+            the write path most of the time (1M expired rows on SQLite take
+            about a minute); 1.0 purges batch after batch (yielding to the
+            event loop in between), fastest, but then nearly every write
+            waits for a batch.
         batch_time: seconds one purge batch should take; the janitor times
             each batch and sizes the next to this, between
             ``min(16, batch_size)`` and ``batch_size`` rows. ``None`` turns
@@ -147,7 +152,7 @@ class Janitor:
         batch_size: int = 1000,
         end_timed_out_sessions: Callable[[], Awaitable[int]] | None = None,
         reapply_every: float = 86_400.0,
-        max_duty: float = 1.0,
+        max_duty: float = DEFAULT_MAX_DUTY,
         batch_time: float | None = DEFAULT_BATCH_TIME,
         audit_group: int = DEFAULT_AUDIT_GROUP,
     ) -> None:
