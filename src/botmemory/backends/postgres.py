@@ -167,6 +167,18 @@ class _Sql:
             "THEN kv.expires_at ELSE excluded.expires_at END, "
             "modified_at = excluded.modified_at RETURNING version"
         )
+        # put_many of distinct keys as one statement (atomic without BEGIN/COMMIT,
+        # one execution instead of one per row); rows are inserted, hence
+        # locked, in the order given (key order), so overlapping batches never deadlock.
+        self.put_many = (
+            f"INSERT INTO {kv} AS kv (ns, key, value, version, expires_at, modified_at) "
+            "SELECT %(ns)s::text, t.k, t.v, 1, %(exp)s::double precision, %(now)s::double precision "
+            "FROM unnest(%(keys)s::text[], %(values)s::bytea[]) WITH ORDINALITY AS t(k, v, i) ORDER BY t.i "
+            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+            "version = CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= %(now)s THEN 1 "
+            "ELSE kv.version + 1 END, "
+            "expires_at = excluded.expires_at, modified_at = excluded.modified_at RETURNING key, version"
+        )
         self.restore = (
             f"INSERT INTO {kv} (ns, key, value, version, expires_at, modified_at) "
             "VALUES (%(ns)s, %(key)s, %(value)s, %(version)s, %(exp)s, %(now)s) "
@@ -542,13 +554,33 @@ class PostgresBackend(Backend):
         if not items:
             return []
         sql = self._sql
+        distinct = len({k for k, _ in items}) == len(items)
+
+        async def one_statement(conn: AsyncConnection[Any]) -> list[int]:
+            ordered = sorted(items, key=lambda item: item[0].encode())
+            params = {
+                "ns": ns,
+                "keys": [k for k, _ in ordered],
+                "values": [v for _, v in ordered],
+                "exp": expires_at,
+                "now": now,
+            }
+            cur = await conn.execute(sql.put_many, params)
+            versions = {key: int(version) for key, version in await cur.fetchall()}
+            return [versions[k] for k, _ in items]
+
+        if distinct and max_keys is None:
+            return await self._run("put_many", one_statement)
 
         async def job(conn: AsyncConnection[Any]) -> list[int]:
             if max_keys is not None:
                 keys = list(dict.fromkeys(k for k, _ in items))
                 await self._quota(conn, ns, keys, now, max_keys)
-            # Rows are locked in key order (a stable sort keeps repeated keys
-            # in the order given), so two overlapping put_many never deadlock.
+            if distinct:
+                return await one_statement(conn)
+            # A key given twice gets two versions: one upsert per item, rows
+            # locked in key order (a stable sort keeps repeated keys in the
+            # order given), so two overlapping put_many never deadlock.
             order = sorted(range(len(items)), key=lambda i: items[i][0].encode())
             params = [
                 {"ns": ns, "key": items[i][0], "value": items[i][1], "exp": expires_at, "now": now, "keep": False}
