@@ -1,7 +1,11 @@
 """The PostgreSQL backend (``postgresql://user@host:port/db``): several replicas, one database.
 
 - psycopg 3 (async) with a ``psycopg_pool.AsyncConnectionPool``; connections
-  run in autocommit mode, multi-statement work in explicit transactions.
+  run in autocommit mode, multi-statement work in explicit transactions. One
+  idle connection is kept out of the pool for the next call (the "lane": no
+  pool bookkeeping on the hot path) while no call waits for the pool.
+- Options come as keyword arguments of ``botmemory.open`` or as the URL's
+  query (``?schema=bot_a&timeout=3``, next to libpq's own ``sslmode``…).
 - Every table lives in one schema (option ``schema``, default
   ``botmemory``), created and migrated under ``pg_advisory_xact_lock`` so
   processes that open at the same time do not race. Migrations are an ordered
