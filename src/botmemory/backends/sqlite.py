@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import queue
 import sqlite3
@@ -95,6 +96,12 @@ _PUT = (
 )
 _SELECT_ROW = "SELECT key, value, version, expires_at, modified_at FROM kv WHERE ns = ? AND key = ?"
 _CHUNK = 500
+#: inline commits between two checkpoint requests to the writer thread
+_CHECKPOINT_EVERY = 256
+_CHECKPOINT = object()
+#: batches of more keys than this are written by the writer thread, not inline
+_INLINE_MAX = 16
+log = logging.getLogger(__name__)
 
 
 def _translate(exc: BaseException, what: str) -> StoreError:
@@ -152,6 +159,82 @@ def _deliver(jobs: list[_Job]) -> None:
             job.future.set_result(job.result)
 
 
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def _run_batch(conn: sqlite3.Connection, batch: list[_Job], *, yield_on_busy: bool = False) -> bool:
+    """Run ``batch`` in one transaction on ``conn``, setting each job's result or error.
+
+    Returns False, with nothing run, when ``yield_on_busy`` is set and the
+    write lock is taken (the caller hands the batch to the writer thread).
+    """
+    if len(batch) == 1 and batch[0].single:
+        # Autocommit saves the BEGIN and COMMIT statements: a lone write's
+        # transaction takes the write lock at once and waits for it with
+        # the busy handler, just as BEGIN IMMEDIATE does.
+        job = batch[0]
+        try:
+            job.result = job.fn(conn)
+        except BaseException as exc:
+            if yield_on_busy and _is_busy(exc):
+                return False  # one statement that could not take the lock changed nothing
+            job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        return True
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        if yield_on_busy and _is_busy(exc):
+            return False
+        err = _translate(exc, "begin")
+        for job in batch:
+            job.error = err
+        return True
+    try:
+        if len(batch) == 1:
+            job = batch[0]
+            try:
+                job.result = job.fn(conn)
+            except BaseException as exc:
+                job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                conn.execute("ROLLBACK")
+                return True
+        else:
+            for job in batch:
+                if job.single:
+                    try:
+                        job.result = job.fn(conn)
+                    except BaseException as exc:
+                        job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                        if not conn.in_transaction:
+                            # SQLite ended the whole transaction (disk full, I/O
+                            # error): nothing of this batch is kept.
+                            raise
+                    continue
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.fn(conn)
+                except BaseException as exc:
+                    job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
+                    conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        # Nothing of this batch was committed: every job fails alike.
+        failure: BaseException = _translate(exc, "commit") if isinstance(exc, sqlite3.Error) else exc
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        for job in batch:
+            job.error = failure
+            job.result = None
+    return True
+
+
 class _Writer(threading.Thread):
     """Runs write jobs in group-committed transactions on its own connection."""
 
@@ -160,7 +243,7 @@ class _Writer(threading.Thread):
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__(name=f"botmemory-sqlite-writer:{os.path.basename(path)}", daemon=True)
         self.conn = _connect(path, timeout)
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[_Job | object | None] = queue.SimpleQueue()
 
     def run(self) -> None:
         stop = False
@@ -168,89 +251,45 @@ class _Writer(threading.Thread):
             first = self.jobs.get()
             if first is None:
                 break
-            batch = [first]
-            # empty() first: a lone write would otherwise pay for raising queue.Empty
-            while len(batch) < self.MAX_BATCH and not self.jobs.empty():
+            batch: list[_Job] = []
+            checkpoint = False
+            item: _Job | object | None = first
+            while True:
+                if item is _CHECKPOINT:
+                    checkpoint = True
+                elif isinstance(item, _Job):
+                    batch.append(item)
+                # empty() first: a lone write would otherwise pay for raising queue.Empty
+                if len(batch) >= self.MAX_BATCH or self.jobs.empty():
+                    break
                 try:
-                    job = self.jobs.get_nowait()
+                    item = self.jobs.get_nowait()
                 except queue.Empty:
                     break
-                if job is None:
+                if item is None:
                     stop = True
                     break
-                batch.append(job)
-            try:
-                self._run(batch)
-            except BaseException as exc:  # the writer must outlive any one batch
-                for job in batch:
-                    job.error = job.error or exc
-                self._send(batch)
+            if batch:
+                try:
+                    self._run(batch)
+                except BaseException as exc:  # the writer must outlive any one batch
+                    for job in batch:
+                        job.error = job.error or exc
+                    self._send(batch)
+            if checkpoint:
+                self._checkpoint()
         self.conn.close()
 
+    def _checkpoint(self) -> None:
+        # Writes committed inline (see SQLiteBackend._write) never checkpoint
+        # themselves: that would fsync on the event loop's thread.
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            log.warning("SQLite WAL checkpoint failed; the next one retries", exc_info=True)
+
     def _run(self, batch: list[_Job]) -> None:
-        conn = self.conn
-        if len(batch) == 1 and batch[0].single:
-            # Autocommit saves the BEGIN and COMMIT statements: a lone write's
-            # transaction takes the write lock at once and waits for it with
-            # the busy handler, just as BEGIN IMMEDIATE does.
-            job = batch[0]
-            try:
-                job.result = job.fn(conn)
-            except BaseException as exc:
-                job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            self._send(batch)
-            return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            err = _translate(exc, "begin")
-            for job in batch:
-                job.error = err
-            self._send(batch)
-            return
-        try:
-            if len(batch) == 1:
-                job = batch[0]
-                try:
-                    job.result = job.fn(conn)
-                except BaseException as exc:
-                    job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
-                    conn.execute("ROLLBACK")
-                    self._send(batch)
-                    return
-            else:
-                for job in batch:
-                    if job.single:
-                        try:
-                            job.result = job.fn(conn)
-                        except BaseException as exc:
-                            job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
-                            if not conn.in_transaction:
-                                # SQLite ended the whole transaction (disk full, I/O
-                                # error): nothing of this batch is kept.
-                                raise
-                        continue
-                    conn.execute("SAVEPOINT job")
-                    try:
-                        job.result = job.fn(conn)
-                    except BaseException as exc:
-                        job.error = exc if not isinstance(exc, sqlite3.Error) else _translate(exc, "write")
-                        conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            # Nothing of this batch was committed: every job fails alike.
-            failure: BaseException = _translate(exc, "commit") if isinstance(exc, sqlite3.Error) else exc
-            try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            for job in batch:
-                job.error = failure
-                job.result = None
+        _run_batch(self.conn, batch)
         self._send(batch)
 
     @staticmethod
@@ -365,6 +404,12 @@ class SQLiteBackend(Backend):
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._closed = False
+        # Inline writes: see _write.
+        self._inline: sqlite3.Connection | None = None
+        self._inline_lock = threading.Lock()
+        self._pending: list[_Job] = []
+        self._pending_loop: asyncio.AbstractEventLoop | None = None
+        self._inline_commits = 0
 
     @classmethod
     async def open(cls, path: str, *, timeout: float = 30.0) -> SQLiteBackend:
@@ -384,6 +429,11 @@ class SQLiteBackend(Backend):
             _migrate(writer.conn)
             reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA query_only = ON")
+            # Zero busy timeout: a taken write lock sends the write to the
+            # writer thread instead of waiting; no auto-checkpoint (its fsync
+            # would run on the caller's thread): the writer checkpoints.
+            inline = _connect(self.path, 0)
+            inline.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:
             writer.conn.close()
             if not existed:
@@ -397,17 +447,66 @@ class SQLiteBackend(Backend):
             raise
         self._writer = writer
         self._reader = reader
+        self._inline = inline
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="botmemory-sqlite-reader")
         writer.start()
 
     # -- plumbing ----------------------------------------------------------
-    def _write(self, fn: Callable[[sqlite3.Connection], T], single: bool = False) -> asyncio.Future[T]:
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], T], single: bool = False, inline: bool = True
+    ) -> asyncio.Future[T]:
+        """Queue a write; its future resolves once it is committed.
+
+        Short writes (``inline``) issued in one turn of the event loop are
+        committed together on the caller's thread right after that turn,
+        when the write lock is free at once: WAL commits with
+        ``synchronous=NORMAL`` do not fsync and checkpoints are left to the
+        writer thread, so nothing waits there for a lock, a busy database
+        or an fsync, and no thread hop is paid. When the lock is taken (the
+        writer thread or another process is writing), the batch goes to the
+        writer thread, which waits for the lock with the busy handler.
+        Long writes (prefix deletes, purges, batches) always go to the writer.
+        """
         writer = self._writer
         if writer is None or self._closed:
             raise StoreUnavailableError("the SQLite store is closed")
-        job = _Job(fn, asyncio.get_running_loop(), single)
-        writer.jobs.put(job)
+        loop = asyncio.get_running_loop()
+        job = _Job(fn, loop, single)
+        if inline and (self._pending_loop is loop or not self._pending):
+            self._pending.append(job)
+            if len(self._pending) == 1:
+                self._pending_loop = loop
+                loop.call_soon(self._flush)
+        else:
+            writer.jobs.put(job)
         return job.future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        self._pending_loop = None
+        if not batch:
+            return
+        writer, conn = self._writer, self._inline
+        if writer is None or conn is None:
+            for job in batch:
+                job.error = StoreUnavailableError("the SQLite store is closed")
+            _deliver(batch)
+            return
+        done = False
+        if self._inline_lock.acquire(blocking=False):
+            try:
+                done = _run_batch(conn, batch, yield_on_busy=True)
+            finally:
+                self._inline_lock.release()
+        if not done:
+            for job in batch:
+                writer.jobs.put(job)
+            return
+        _deliver(batch)
+        self._inline_commits += 1
+        if self._inline_commits >= _CHECKPOINT_EVERY:
+            self._inline_commits = 0
+            writer.jobs.put(_CHECKPOINT)
 
     def _pooled_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -556,7 +655,7 @@ class SQLiteBackend(Backend):
                 _check_quota(conn, ns, len(keys) - live, now, max_keys)
             return [conn.execute(_PUT, (ns, k, bytearray(v), expires_at, now, 0)).fetchone()[0] for k, v in items]
 
-        return await self._write(job)
+        return await self._write(job, inline=len(items) <= _INLINE_MAX)
 
     async def restore(self, ns: str, rows: Sequence[Row]) -> None:
         params = [(ns, r.key, r.value, r.version, r.expires_at, r.modified_at) for r in rows]
@@ -565,7 +664,7 @@ class SQLiteBackend(Backend):
             conn.executemany(_UPSERT, params)
 
         if params:
-            await self._write(job)
+            await self._write(job, inline=False)
 
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         keys = list(dict.fromkeys(keys))
@@ -581,7 +680,7 @@ class SQLiteBackend(Backend):
                     live += exp is None or exp > now
             return live
 
-        return await self._write(job) if keys else 0
+        return await self._write(job, inline=len(keys) <= _INLINE_MAX) if keys else 0
 
     async def delete_prefix(self, ns: str, prefix: str, now: float) -> int:
         sql, params = _range(ns, prefix, None)
@@ -591,7 +690,7 @@ class SQLiteBackend(Backend):
             conn.execute(f"DELETE FROM kv WHERE {sql}", params)
             return live
 
-        return await self._write(job)
+        return await self._write(job, inline=False)
 
     async def set_expiry(self, ns: str, key: str, expires_at: float | None, now: float) -> bool:
         extra = " AND expires_at IS NOT NULL" if expires_at is None else ""
@@ -629,7 +728,7 @@ class SQLiteBackend(Backend):
             ).fetchall()
             return sorted((Purged(*r) for r in rows), key=lambda p: p.expires_at)
 
-        return await self._write(job)
+        return await self._write(job, inline=False)
 
     # -- locks -------------------------------------------------------------
     async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
@@ -662,7 +761,7 @@ class SQLiteBackend(Backend):
     # -- lifecycle ---------------------------------------------------------
     async def checkpoint(self) -> None:
         """Copy the WAL into the database and truncate it (used after erasure)."""
-        await self._write(lambda conn: None)
+        await self._write(lambda conn: None, inline=False)
 
         def job() -> None:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
@@ -677,10 +776,16 @@ class SQLiteBackend(Backend):
         if self._closed:
             return
         self._closed = True
+        if self._pending:  # writes already accepted are committed, not dropped
+            self._flush()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.jobs.put(None)
             await asyncio.to_thread(writer.join)
+        with self._inline_lock:
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
