@@ -50,6 +50,9 @@ class WriteHook(Protocol):
     The KVS stays ignorant of policies and erasure; it only asks the hook.
     """
 
+    def wants(self, key: str) -> bool:
+        """Whether a write of ``key`` needs this hook at all (checked first, without I/O)."""
+
     async def cap(self, key: str, now: float) -> tuple[float, bool] | None:
         """The policy deadline for a write of ``key`` at ``now``, or None when no policy covers it.
 
@@ -140,12 +143,17 @@ class KVS:
     def _wkey(self, key: object) -> str:
         return validate_key(key, self._limits.max_key_bytes)
 
+    def _hook_for(self, key: str) -> WriteHook | None:
+        # Most writes need no retention work: skip its coroutines for them.
+        hook = self.write_hook
+        return hook if hook is not None and hook.wants(key) else None
+
     @staticmethod
     def _rkey(key: object) -> str:
         return validate_key(key, None)
 
     @staticmethod
-    def _expiry(expiry: object, keep: bool, now: float) -> float | None | Keep:
+    def _expiry(expiry: object, keep: bool, now: float) -> float | Keep | None:
         return KEEP if keep else expires_at(expiry, now)
 
     # -- reads -------------------------------------------------------------
@@ -276,7 +284,7 @@ class KVS:
         expected = None if if_version is None else _check_version(if_version)
         limits = self._limits
         data = encode(value, limits)  # also validates the part written at a path
-        hook = self.write_hook
+        hook = self._hook_for(key)
         keep_cap: float | None = None
         if hook is not None:
             exp, keep_cap = await _apply_cap(hook, key, exp, now)
@@ -307,7 +315,7 @@ class KVS:
         key = self._wkey(key)
         now = self._clock.now()
         exp: float | Keep | None = expires_at(expiry, now)
-        hook = self.write_hook
+        hook = self._hook_for(key)
         if hook is not None:
             exp, _ = await _apply_cap(hook, key, exp, now)
         mutation = Mutation(encode(value, self._limits), exp)
@@ -332,7 +340,7 @@ class KVS:
         limits = self._limits
         result: list[int | float] = []
         now = self._clock.now()
-        hook = self.write_hook
+        hook = self._hook_for(key)
         exp: float | Keep | None = KEEP
         keep_cap: float | None = None
         if hook is not None:
@@ -376,7 +384,7 @@ class KVS:
         now = self._clock.now()
         exp = expires_at(expiry, now)
         hook = self.write_hook
-        if hook is None:
+        if hook is None or not any(hook.wants(key) for key, _ in items):
             return await self._backend.put_many(self.namespace, items, exp, now, self._max_keys)
         return await self._set_many_with_hook(hook, items, exp, now)
 
@@ -424,8 +432,9 @@ class KVS:
             raise InvalidExpiryError("expire() needs an expiry; use persist() to remove one")
         now = self._clock.now()
         exp: float | Keep | None = expires_at(expiry, now)
-        if self.write_hook is not None:  # a retention policy caps a longer expiry
-            exp, _ = await _apply_cap(self.write_hook, key, exp, now)
+        hook = self._hook_for(key)
+        if hook is not None:  # a retention policy caps a longer expiry
+            exp, _ = await _apply_cap(hook, key, exp, now)
         assert not isinstance(exp, Keep)
         return await self._backend.set_expiry(self.namespace, key, exp, now)
 
@@ -436,8 +445,9 @@ class KVS:
         """
         key = self._rkey(key)
         now = self._clock.now()
-        if self.write_hook is not None:
-            cap = await self.write_hook.cap(key, now)
+        hook = self._hook_for(key)
+        if hook is not None:
+            cap = await hook.cap(key, now)
             if cap is not None:
                 return await self._backend.set_expiry(self.namespace, key, cap[0], now)
         return await self._backend.set_expiry(self.namespace, key, None, now)

@@ -123,6 +123,13 @@ class _Guard:
         self.tombs = tombs
         self.policies = policies
 
+    def wants(self, key: str) -> bool:
+        if self.policies:
+            config = self.bot.retention
+            if config is not None and config.policies:
+                return True
+        return bool(self.tombs(key))
+
     async def cap(self, key: str, now: float) -> tuple[float, bool] | None:
         config = self.bot.retention if self.policies else None
         if config is None or not config.policies:
