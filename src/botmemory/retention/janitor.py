@@ -25,8 +25,10 @@ busy at most ``max_duty`` of the time. A batch is a stretch during which a
 writer cannot write (the backend's write lock, or SQLite's single writer
 thread): the time budget bounds how long one write can wait, the pauses how
 many writes wait at all, while a large backlog is worked off. The audit
-records of purged rows are gathered across batches and written
-``audit_group`` at a time (one row per group), not one row per batch.
+records of purged rows are gathered across batches into rows of
+``audit_group`` records; the full rows are written while the next batch
+is being deleted (on SQLite in the same queue turn), so a writer meets one
+stall per batch, not one for the batch and another for its audit.
 
 ``now`` is read once per step, so rows that expire during a run wait for
 the next one and a run always ends. Policy deletions are version-checked (a
@@ -71,8 +73,14 @@ DEFAULT_BATCH_TIME: Final = 0.008
 """Seconds one purge batch should take (``Janitor(batch_time=...)``)."""
 DEFAULT_MAX_DUTY: Final = 0.4
 """Share of time the purge may keep the write path busy (``Janitor(max_duty=...)``)."""
-DEFAULT_AUDIT_GROUP: Final = 250
-"""Purged rows' audit records per audit row (``Janitor(audit_group=...)``)."""
+DEFAULT_AUDIT_GROUP: Final = 50
+"""Purged rows' audit records per audit row (``Janitor(audit_group=...)``).
+
+Smaller than the audit log's own limit (250): on SQLite a bot's audit rows
+sort just before the bot's namespace, so a purge that works from the front
+of that namespace rebalances b-tree pages next to them; rows of 50 records
+(about 9 KB) instead of 250 (about 43 KB) made deleting 1,000 rows there
+about 2.5x cheaper (measured: 9.0 ms -> 3.5 ms for the same audit bytes)."""
 
 
 @dataclass
@@ -140,8 +148,8 @@ class Janitor:
             each batch and sizes the next to this, between
             ``min(16, batch_size)`` and ``batch_size`` rows. ``None`` turns
             the sizing off (every batch asks for ``batch_size`` rows).
-        audit_group: purged rows' audit records written per audit row (and
-            write); the records of several batches are gathered to fill one.
+        audit_group: purged rows' audit records per audit row; the records of
+            several batches are gathered to fill one.
     """
 
     def __init__(
@@ -468,14 +476,15 @@ class Janitor:
                 del waiting[: self.audit_group]
 
     async def _write_groups(self, groups: Sequence[tuple[str, list[dict[str, Any]]]], report: JanitorReport) -> None:
-        for ns, records in groups:
-            if not records:
-                continue
-            try:
-                await self._audit(ns).record_many(ns, records)
-                report.audit_records += len(records)
-            except Exception as exc:
-                self._error(report, f"auditing purged rows of {ns!r}", exc)
+        # all at once: the rows' writes queue together (one SQLite transaction)
+        await asyncio.gather(*(self._write_group(ns, records, report) for ns, records in groups if records))
+
+    async def _write_group(self, ns: str, records: list[dict[str, Any]], report: JanitorReport) -> None:
+        try:
+            await self._audit(ns).record_many(ns, records)
+            report.audit_records += len(records)
+        except Exception as exc:
+            self._error(report, f"auditing purged rows of {ns!r}", exc)
 
     async def _conversation_users(self, bot_id: str) -> dict[str, str]:
         """Conversation id -> user id from the bot's links (read once per run), for the audit."""
