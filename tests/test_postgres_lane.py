@@ -119,3 +119,25 @@ async def test_close_returns_the_lane_and_every_connection_to_the_pool() -> None
     assert backend._lane is None
     assert pool.closed
     assert lane.closed  # the pool closed it: it was returned, not leaked
+
+
+async def test_a_call_still_running_when_the_store_closes_does_not_park_or_leak() -> None:
+    schema = f"lane_{unique_suffix()}"
+    store = await _open(schema)
+    backend = _backend(store)
+    try:
+        used: list[psycopg.AsyncConnection[Any]] = []
+
+        async def slow(conn: psycopg.AsyncConnection[Any]) -> int:
+            used.append(conn)
+            await conn.execute("SELECT pg_sleep(0.3)")
+            return 1
+
+        call = asyncio.create_task(backend._run("slow", slow))
+        await asyncio.sleep(0.1)
+        await store.close()
+        assert await call == 1
+        assert backend._lane is None
+        assert used and used[0].closed  # returned to the closed pool, which closed it
+    finally:
+        await _drop(schema)
