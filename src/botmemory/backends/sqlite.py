@@ -121,9 +121,14 @@ def _row(r: tuple[Any, ...]) -> Row:
     return Row(r[0], bytes(r[1]), r[2], r[3], r[4])
 
 
-def _connect(path: str, timeout: float) -> sqlite3.Connection:
+#: durability levels: NORMAL (WAL commits are durable across process crashes,
+#: the last ones may be lost on power loss) or FULL (every commit fsyncs)
+SYNCHRONOUS = ("normal", "full")
+
+
+def _connect(path: str, timeout: float, synchronous: str = "normal") -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
     conn.execute("PRAGMA secure_delete = ON")
     return conn
 
@@ -240,9 +245,9 @@ class _Writer(threading.Thread):
 
     MAX_BATCH = 256
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, synchronous: str = "normal") -> None:
         super().__init__(name=f"botmemory-sqlite-writer:{os.path.basename(path)}", daemon=True)
-        self.conn = _connect(path, timeout)
+        self.conn = _connect(path, timeout, synchronous)
         self.jobs: queue.SimpleQueue[_Job | object | None] = queue.SimpleQueue()
 
     def run(self) -> None:
@@ -395,9 +400,10 @@ class SQLiteBackend(Backend):
 
     name = "sqlite"
 
-    def __init__(self, path: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "normal") -> None:
         self.path = path
         self.timeout = timeout
+        self.synchronous = synchronous
         self._writer: _Writer | None = None
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
@@ -412,9 +418,9 @@ class SQLiteBackend(Backend):
         self._inline_commits = 0
 
     @classmethod
-    async def open(cls, path: str, *, timeout: float = 30.0) -> SQLiteBackend:
+    async def open(cls, path: str, *, timeout: float = 30.0, synchronous: str = "normal") -> SQLiteBackend:
         """Check, create or migrate the file at ``path`` and start the writer."""
-        backend = cls(path, timeout=timeout)
+        backend = cls(path, timeout=timeout, synchronous=synchronous)
         await asyncio.to_thread(backend._open_sync)
         return backend
 
@@ -422,7 +428,7 @@ class SQLiteBackend(Backend):
         _check_file(self.path)
         existed = os.path.exists(self.path)
         try:
-            writer = _Writer(self.path, self.timeout)
+            writer = _Writer(self.path, self.timeout, self.synchronous)
         except sqlite3.Error as exc:
             raise _translate(exc, "open") from exc
         try:
@@ -432,8 +438,12 @@ class SQLiteBackend(Backend):
             # Zero busy timeout: a taken write lock sends the write to the
             # writer thread instead of waiting; no auto-checkpoint (its fsync
             # would run on the caller's thread): the writer checkpoints.
-            inline = _connect(self.path, 0)
-            inline.execute("PRAGMA wal_autocheckpoint = 0")
+            # With synchronous=FULL every commit fsyncs: then all writes go to
+            # the writer thread, where group commit shares one fsync.
+            inline = None
+            if self.synchronous == "normal":
+                inline = _connect(self.path, 0)
+                inline.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:
             writer.conn.close()
             if not existed:
@@ -472,7 +482,7 @@ class SQLiteBackend(Backend):
             raise StoreUnavailableError("the SQLite store is closed")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, single)
-        if inline and (self._pending_loop is loop or not self._pending):
+        if inline and self._inline is not None and (self._pending_loop is loop or not self._pending):
             self._pending.append(job)
             if len(self._pending) == 1:
                 self._pending_loop = loop
@@ -795,7 +805,7 @@ class SQLiteBackend(Backend):
             self._pool = None
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "path": self.path}
+        return {"backend": self.name, "path": self.path, "synchronous": self.synchronous}
 
 
 _GET_ROW = _SELECT_ROW + " AND " + _LIVE
@@ -843,22 +853,29 @@ def _check_quota(conn: sqlite3.Connection, ns: str, new: int, now: float, max_ke
 async def open_backend(url: str, **options: Any) -> SQLiteBackend:
     """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
 
-    Options: ``timeout`` (seconds to wait for the write lock, default 30),
-    also as the URL query ``sqlite:///x.db?timeout=5`` (an option given here
-    wins over the URL).
+    Options: ``timeout`` (seconds to wait for the write lock, default 30)
+    and ``synchronous`` (``"normal"``, the default: WAL commits survive a
+    crash of the process but the last ones may be lost on power loss, and
+    short writes commit on the caller's thread; ``"full"``: every commit is
+    fsynced, on the writer thread, where group commit shares one fsync among
+    the writes waiting), also as URL queries ``sqlite:///x.db?timeout=5&synchronous=full``
+    (an option given here wins over the URL).
     """
     from ..errors import InvalidInputError
-    from .urlquery import seconds, take_query_options
+    from .urlquery import seconds, take_query_options, text
 
-    url = take_query_options(url, {"timeout": seconds}, options, backend="SQLite")
+    url = take_query_options(url, {"timeout": seconds, "synchronous": text}, options, backend="SQLite")
     rest = url[len("sqlite://") :]
     if not rest.startswith("/") or len(rest) < 2 or "?" in rest or "#" in rest:
         raise InvalidInputError(
             f"bad SQLite URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
         )
     timeout = options.pop("timeout", 30.0)
+    synchronous = options.pop("synchronous", "normal")
     if options:
         raise InvalidInputError(f"unknown SQLite options: {sorted(options)}")
+    if synchronous not in SYNCHRONOUS:
+        raise InvalidInputError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return await SQLiteBackend.open(rest[1:], timeout=float(timeout))
+    return await SQLiteBackend.open(rest[1:], timeout=float(timeout), synchronous=synchronous)
