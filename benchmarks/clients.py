@@ -217,10 +217,10 @@ class _RawSQLite:
 
     is_async = False
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
         for pragma in _PRAGMAS:
-            self.conn.execute(pragma)
+            self.conn.execute(pragma.replace("NORMAL", synchronous))
         for statement in _schema_statements():
             self.conn.execute(statement)
 
@@ -245,6 +245,14 @@ class _RawSQLite:
 
 async def _open_raw_sqlite(tmp: Path) -> KVClient:
     return _RawSQLite(tmp / "raw.db")
+
+
+async def _open_raw_sqlite_full(tmp: Path) -> KVClient:
+    return _RawSQLite(tmp / "raw-full.db", "FULL")
+
+
+def _sqlite_full_url(tmp: Path) -> str:
+    return f"sqlite:///{tmp / 'botmemory-full.db'}?synchronous=full"
 
 
 class _AioSQLite:
@@ -346,4 +354,9 @@ register(
 register(botmemory_target("bm-sqlite-async", "botmemory SQLite (async)", "sqlite", _sqlite_url))
 register(botmemory_target("bm-sqlite-sync", "botmemory SQLite (open_sync)", "sqlite", _sqlite_url, sync=True))
 register(KVTarget("raw-sqlite3", "raw sqlite3 autocommit (sync)", "sqlite", _open_raw_sqlite))
+# Durable commits (an fsync each): where group commit has something to share.
+register(botmemory_target("bm-sqlite-full-async", "botmemory SQLite synchronous=full (async)", "sqlite-full",
+                          _sqlite_full_url))
+register(KVTarget("raw-sqlite3-full", "raw sqlite3 synchronous=FULL autocommit (sync)", "sqlite-full",
+                  _open_raw_sqlite_full))
 register(KVTarget("raw-aiosqlite", "raw aiosqlite autocommit", "sqlite", _open_aiosqlite, ("aiosqlite",)))

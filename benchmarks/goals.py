@@ -79,6 +79,14 @@ GOALS: list[Goal] = [
         2.0,
     ),
     Goal(
+        "SQLite synchronous=full set, 64 tasks writing ≥ 2× raw sync sqlite3 autocommit, both fsyncing every commit",
+        "concurrent-writes",
+        "set_ops",
+        "bm-sqlite-full-async",
+        ("raw-sqlite3-full",),
+        2.0,
+    ),
+    Goal(
         "memory backend set ≥ 1× LangGraph InMemoryStore put",
         "kv",
         "set_ops",

@@ -195,7 +195,7 @@ async def kv_single_task(config: Config, log: Log) -> list[Row]:
 
 #: Who takes part in the concurrent-writers scenario. Async clients run
 #: ``tasks`` asyncio tasks; sync clients do the same writes one after another.
-CONCURRENT_TARGETS = ["bm-sqlite-async", "raw-sqlite3", "raw-aiosqlite"]
+CONCURRENT_TARGETS = ["bm-sqlite-async", "raw-sqlite3", "raw-aiosqlite", "bm-sqlite-full-async", "raw-sqlite3-full"]
 
 
 @scenario(
