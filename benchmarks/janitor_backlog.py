@@ -1,6 +1,6 @@
 """Janitor backlog: purge 1,000,000 expired rows on SQLite while a writer keeps writing.
 
-``python -m benchmarks.janitor_backlog [--rows 1000000] [--batch 1000] [--duty 0.4]
+``python -m benchmarks.janitor_backlog [--rows 1000000] [--batch 1000] [--duty 0.25]
 [--batch-time SECONDS|none] [--audit-group N] [--dir DIR]``
 
 Measures a writer's latency (one ``bot.kvs.set`` at a time) while idle, then

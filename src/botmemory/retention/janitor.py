@@ -71,7 +71,7 @@ _MIN_BATCH: Final = 16  # the adaptive batch never shrinks below this (or batch_
 _MAX_GROWTH: Final = 2.0  # the next batch is at most this many times the last one
 DEFAULT_BATCH_TIME: Final = 0.008
 """Seconds one purge batch should take (``Janitor(batch_time=...)``)."""
-DEFAULT_MAX_DUTY: Final = 0.4
+DEFAULT_MAX_DUTY: Final = 0.25
 """Share of time the purge may keep the write path busy (``Janitor(max_duty=...)``)."""
 DEFAULT_AUDIT_GROUP: Final = 50
 """Purged rows' audit records per audit row (``Janitor(audit_group=...)``).
@@ -139,11 +139,11 @@ class Janitor:
             (catching data written by a process that had no policy set).
         max_duty: the largest share of time the purge may keep the backend's
             write lock busy: after a batch that took ``t`` seconds it sleeps
-            ``t * (1 - max_duty) / max_duty``. The default, 0.4, leaves writers
-            the write path most of the time (1M expired rows on SQLite take
-            about a minute); 1.0 purges batch after batch (yielding to the
-            event loop in between), fastest, but then nearly every write
-            waits for a batch.
+            ``t * (1 - max_duty) / max_duty``. The default, 0.25, leaves writers
+            the write path most of the time (1M expired rows on SQLite took
+            about 45 s beside a busy writer on 2 cores); 1.0 purges batch
+            after batch (yielding to the event loop in between), fastest,
+            but then nearly every write waits for a batch.
         batch_time: seconds one purge batch should take; the janitor times
             each batch and sizes the next to this, between
             ``min(16, batch_size)`` and ``batch_size`` rows. ``None`` turns
