@@ -105,7 +105,9 @@ async def runtime_turns(config: Config, log: Log) -> list[Row]:
             "store_calls": round((after["store_calls"] - before["store_calls"]) / turns, 1),
             "store_share": round(100 * store_seconds / turn_seconds, 1),
         }
-        log(f"  {spec.label}: {metrics['turns']:,.0f} turns/s, {metrics['store_calls']} store calls/turn, "
-            f"{metrics['store_share']}% of the turn in the store ({turns} turns, {users} users)")
+        log(
+            f"  {spec.label}: {metrics['turns']:,.0f} turns/s, {metrics['store_calls']} store calls/turn, "
+            f"{metrics['store_share']}% of the turn in the store ({turns} turns, {users} users)"
+        )
         rows.append(Row("runtime", spec.id, spec.label, spec.family, None, metrics))
     return rows
