@@ -105,6 +105,9 @@ class Backend(ABC):
 
     #: the URL scheme, for messages
     name: str = "backend"
+    #: whether the backend may only be used from the event loop that opened
+    #: it (connection pools are); the sync facade then keeps to that loop
+    loop_bound: bool = True
 
     # -- reads -------------------------------------------------------------
     @abstractmethod

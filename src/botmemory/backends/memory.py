@@ -43,6 +43,7 @@ class MemoryBackend(Backend):
     """Rows in dicts; nothing survives the process."""
 
     name = "memory"
+    loop_bound = False
 
     def __init__(self) -> None:
         self._open_spaces: dict[str, _Space] = {}

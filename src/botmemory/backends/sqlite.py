@@ -409,6 +409,7 @@ class SQLiteBackend(Backend):
     """SQLite file shared by any number of threads and processes."""
 
     name = "sqlite"
+    loop_bound = False
 
     def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "normal") -> None:
         self.path = path
