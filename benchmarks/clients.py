@@ -145,6 +145,7 @@ class _BotmemoryAsync:
 
 class _BotmemorySync:
     is_async = False
+    plain_thread = True  # timed from a thread with no running event loop, as scripts call it
 
     def __init__(self, store: botmemory.SyncStore) -> None:
         self.store = store

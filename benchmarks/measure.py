@@ -34,16 +34,28 @@ def sample(keys: Sequence[str], count: int, rng: random.Random) -> list[str]:
     return rng.choices(keys, k=count)
 
 
+def _in_plain_thread(op: Callable[[str], Any]) -> bool:
+    # A blocking client that declares it is timed on a thread with no event
+    # loop, as a script calls it; the harness's own loop would change its path.
+    return bool(getattr(getattr(op, "__self__", None), "plain_thread", False))
+
+
+def _sync_loop(op: Callable[[str], Any], keys: Sequence[str]) -> float:
+    start = perf_counter()
+    for key in keys:
+        op(key)
+    return perf_counter() - start
+
+
 async def _loop(op: Callable[[str], Any], is_async: bool, keys: Sequence[str]) -> float:
     if is_async:
         start = perf_counter()
         for key in keys:
             await op(key)
         return perf_counter() - start
-    start = perf_counter()
-    for key in keys:
-        op(key)
-    return perf_counter() - start
+    if _in_plain_thread(op):
+        return await asyncio.to_thread(_sync_loop, op, keys)
+    return _sync_loop(op, keys)
 
 
 async def throughput(
@@ -71,11 +83,18 @@ async def latency(op: Callable[[str], Any], is_async: bool, keys: Sequence[str],
             start = perf_counter_ns()
             await op(key)
             append(perf_counter_ns() - start)
-    else:
+        return out
+
+    def timed() -> None:
         for key in batch:
             start = perf_counter_ns()
             op(key)
             append(perf_counter_ns() - start)
+
+    if _in_plain_thread(op):
+        await asyncio.to_thread(timed)
+    else:
+        timed()
     return out
 
 
