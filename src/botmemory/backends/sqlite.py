@@ -425,6 +425,7 @@ class SQLiteBackend(Backend):
         self._inline: sqlite3.Connection | None = None
         self._inline_lock = threading.Lock()
         self._pending: list[_Job] = []
+        self._pending_lock = threading.Lock()
         self._pending_loop: asyncio.AbstractEventLoop | None = None
         self._inline_commits = 0
 
@@ -493,18 +494,23 @@ class SQLiteBackend(Backend):
             raise StoreUnavailableError("the SQLite store is closed")
         loop = asyncio.get_running_loop()
         job = _Job(fn, loop, single)
-        if inline and self._inline is not None and (self._pending_loop is loop or not self._pending):
-            self._pending.append(job)
-            if len(self._pending) == 1:
-                self._pending_loop = loop
-                loop.call_soon(self._flush)
-        else:
-            writer.jobs.put(job)
+        if inline and self._inline is not None:
+            # The lock matters only when two threads' loops share this store
+            # (the sync facade's caller-driven loop beside its loop thread).
+            with self._pending_lock:
+                if self._pending_loop is loop or not self._pending:
+                    self._pending.append(job)
+                    if len(self._pending) == 1:
+                        self._pending_loop = loop
+                        loop.call_soon(self._flush)
+                    return job.future
+        writer.jobs.put(job)
         return job.future
 
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        self._pending_loop = None
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._pending_loop = None
         if not batch:
             return
         writer, conn = self._writer, self._inline
@@ -807,7 +813,9 @@ class SQLiteBackend(Backend):
         if self._closed:
             return
         self._closed = True
-        if self._pending:  # writes already accepted are committed, not dropped
+        if self._pending and self._pending_loop is asyncio.get_running_loop():
+            # writes already accepted on this loop are committed, not dropped
+            # (another loop's pending writes fail as closed when it flushes them)
             self._flush()
         writer, self._writer = self._writer, None
         if writer is not None:
