@@ -183,9 +183,12 @@ def test_usable_from_several_threads(url: str) -> None:
         errors: list[BaseException] = []
 
         def work() -> None:
+            # several threads at once: one drives the store's loop itself,
+            # the others go through its loop thread (botmemory.sync)
             try:
-                for _ in range(50):
+                for _ in range(200):
                     kvs.incr("n")
+                    kvs.get("n")
             except BaseException as exc:
                 errors.append(exc)
 
@@ -195,7 +198,19 @@ def test_usable_from_several_threads(url: str) -> None:
         for t in threads:
             t.join()
         assert errors == []
-        assert kvs.get("n") == 400
+        assert kvs.get("n") == 1600
+        assert kvs.get_entry("n").version == 1600
+
+
+def test_usable_inside_a_running_event_loop(url: str) -> None:
+    async def main() -> list[str]:
+        with botmemory.open_sync(url) as store:  # blocking calls from a coroutine, as in a notebook
+            kvs = store.bot("b").kvs
+            kvs.set("a", 1)
+            kvs.set("b", 2)
+            return list(kvs.keys())
+
+    assert asyncio.run(main()) == ["a", "b"]
 
 
 def test_mirrors_every_public_method() -> None:
