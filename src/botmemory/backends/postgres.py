@@ -61,7 +61,7 @@ from ..errors import (
 )
 from ..keys import prefix_upper_bound
 from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row
-from .urlquery import seconds, take_query_options, text
+from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
 
@@ -754,12 +754,6 @@ def _libpq_parameter(name: str) -> bool:
     return name in _libpq_keywords()
 
 
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
-        raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 def _size(name: str, value: Any, least: int) -> int:
     if type(value) is not int or value < least:
         raise InvalidInputError(f"{name} must be an int >= {least}, got {value!r}")
@@ -794,7 +788,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         driver_note=" and libpq's own parameters (sslmode, connect_timeout, options, ...)",
     )
     schema = options.pop("schema", "botmemory")
-    timeout = _positive("timeout", options.pop("timeout", 5.0))
+    timeout = positive_seconds("timeout", options.pop("timeout", 5.0))
     min_size = _size("min_size", options.pop("min_size", 1), 0)
     max_size = _size("max_size", options.pop("max_size", 10), 1)
     if options:

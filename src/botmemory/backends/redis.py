@@ -72,7 +72,7 @@ from ..errors import (
 )
 from ..keys import prefix_upper_bound
 from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
-from .urlquery import seconds, take_query_options, text
+from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["RedisBackend", "glob_escape", "open_backend"]
 
@@ -839,8 +839,7 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
         raise InvalidInputError(f"unknown Redis options: {sorted(options)}")
     if not isinstance(prefix, str) or not prefix:
         raise InvalidInputError(f"prefix must be a non-empty string, got {prefix!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
-        raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    timeout = positive_seconds("timeout", timeout)
     if type(max_connections) is not int or max_connections < 1:
         raise InvalidInputError(f"max_connections must be an int >= 1, got {max_connections!r}")
     try:

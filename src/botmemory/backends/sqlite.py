@@ -891,7 +891,7 @@ async def open_backend(url: str, **options: Any) -> SQLiteBackend:
     (an option given here wins over the URL).
     """
     from ..errors import InvalidInputError
-    from .urlquery import seconds, take_query_options, text
+    from .urlquery import positive_seconds, seconds, take_query_options, text
 
     url = take_query_options(url, {"timeout": seconds, "synchronous": text}, options, backend="SQLite")
     rest = url[len("sqlite://") :]
@@ -905,6 +905,5 @@ async def open_backend(url: str, **options: Any) -> SQLiteBackend:
         raise InvalidInputError(f"unknown SQLite options: {sorted(options)}")
     if synchronous not in SYNCHRONOUS:
         raise InvalidInputError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return await SQLiteBackend.open(rest[1:], timeout=float(timeout), synchronous=synchronous)
+    timeout = positive_seconds("timeout", timeout)
+    return await SQLiteBackend.open(rest[1:], timeout=timeout, synchronous=synchronous)

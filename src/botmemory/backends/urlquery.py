@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from ..errors import InvalidInputError, show_value
 
-__all__ = ["seconds", "take_query_options", "text"]
+__all__ = ["positive_seconds", "seconds", "take_query_options", "text"]
 
 
 def seconds(name: str, value: str) -> float:
@@ -29,6 +29,13 @@ def seconds(name: str, value: str) -> float:
     if not math.isfinite(number):
         raise InvalidInputError(f"{name} in the store URL must be a number of seconds, got {show_value(value)}")
     return number
+
+
+def positive_seconds(name: str, value: Any) -> float:
+    """Check a backend option that is a positive, finite number of seconds (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (value > 0 and math.isfinite(value)):
+        raise InvalidInputError(f"{name} must be a positive number of seconds, got {show_value(value)}")
+    return float(value)
 
 
 def text(name: str, value: str) -> str:
