@@ -28,7 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
@@ -98,6 +98,13 @@ _PUT = (
 )
 _SELECT_ROW = "SELECT key, value, version, expires_at, modified_at FROM kv WHERE ns = ? AND key = ?"
 _CHUNK = 500
+
+
+def _chunks(keys: list[str]) -> Iterator[tuple[list[str], str]]:
+    """``keys`` in slices of ``_CHUNK``, each with its ``?,?,…`` placeholders for ``IN (…)``."""
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 #: inline commits between two checkpoint requests to the writer thread
 _CHECKPOINT_EVERY = 256
 _CHECKPOINT = object()
@@ -584,9 +591,7 @@ class SQLiteBackend(Backend):
 
         def q(conn: sqlite3.Connection) -> list[Row]:
             out: list[Row] = []
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(keys):
                 out.extend(
                     _row(r)
                     for r in conn.execute(
@@ -673,9 +678,7 @@ class SQLiteBackend(Backend):
             if max_keys is not None:
                 keys = list(dict.fromkeys(k for k, _ in items))
                 live = 0
-                for i in range(0, len(keys), _CHUNK):
-                    chunk = keys[i : i + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
+                for chunk, marks in _chunks(keys):
                     live += conn.execute(
                         f"SELECT count(*) FROM kv WHERE ns = ? AND key IN ({marks}) AND {_LIVE}", (ns, *chunk, now)
                     ).fetchone()[0]
@@ -698,9 +701,7 @@ class SQLiteBackend(Backend):
 
         def job(conn: sqlite3.Connection) -> int:
             live = 0
-            for i in range(0, len(keys), _CHUNK):
-                chunk = keys[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(keys):
                 for (exp,) in conn.execute(
                     f"DELETE FROM kv WHERE ns = ? AND key IN ({marks}) RETURNING expires_at", (ns, *chunk)
                 ).fetchall():
