@@ -315,3 +315,29 @@ async def test_a_restarted_server_is_used_again_without_reopening(rd: botmemory.
     assert await kvs.set("k", 2) == 2
     assert await kvs.incr("n0") == 2
     assert await rd.backend.count("b1", rd.clock.now()) == 9
+
+
+async def test_the_client_never_resends_a_command_and_waits_at_most_timeout(tmp_path: Path) -> None:
+    """The retry policy read back from the client and a live connection (redis-py 8.1 and 8.2 alike).
+
+    An asyncio client must get ``redis.asyncio.retry.Retry``: redis-py 8.2
+    converts a synchronous one with a warning and drops its customisation.
+    Zero retries, because a write whose answer was lost may have been applied;
+    the backend's own single re-run of reads is in ``_call``.
+    """
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    async with open_test_store("redis", tmp_path, clock=FakeClock(), timeout=2.5) as store:
+        client = store.backend._client()
+        kwargs = client.connection_pool.connection_kwargs
+        assert type(kwargs["retry"]) is AsyncRetry
+        assert kwargs["retry"].get_retries() == 0
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 2.5
+        assert client.connection_pool.timeout == 2.5  # waiting for a free pooled connection
+        connection = await client.connection_pool.get_connection()
+        try:
+            assert type(connection.retry) is AsyncRetry
+            assert connection.retry.get_retries() == 0
+            assert connection.socket_timeout == 2.5
+        finally:
+            await client.connection_pool.release(connection)
