@@ -6,6 +6,7 @@
 
     kvs get|set|del|ls|ttl      the KVS of a bot (or @global: the server-wide KVS)
     memory get|set|del|ls       dialog memory: user, conversation and global scopes
+    init [DIR]                  write the starter bot into a bots folder
     chat BOT                    talk to a bot in the terminal (or through a pipe)
     janitor --once|--loop       delete expired data, end timed-out sessions
     user export|forget|hold|release
@@ -29,7 +30,7 @@ from typer.core import TyperGroup
 
 from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
-from . import audit, chat, janitor, kvs, memory, users
+from . import audit, chat, init, janitor, kvs, memory, users
 from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
 from .dump import dump_command, load_command
 
@@ -130,6 +131,7 @@ def _global_options(
 app.add_typer(kvs.app, name="kvs")
 app.add_typer(memory.app, name="memory")
 app.add_typer(users.app, name="user")
+app.command("init")(init.init)
 app.command("chat")(chat.chat)
 app.command("janitor")(janitor.janitor)
 app.command("audit")(audit.audit)
