@@ -13,7 +13,15 @@ intent matcher), ``archive`` (safe unpacking of exports).
 
 from __future__ import annotations
 
-from .loader import BotpressLoadError, is_botpress_folder, load_botpress_bot
+from .engine import BotpressEngine
+from .loader import BotpressLoadError, is_botpress_folder, load_botpress_bot, load_botpress_bots
 from .model import BotpressBot
 
-__all__ = ["BotpressBot", "BotpressLoadError", "is_botpress_folder", "load_botpress_bot"]
+__all__ = [
+    "BotpressBot",
+    "BotpressEngine",
+    "BotpressLoadError",
+    "is_botpress_folder",
+    "load_botpress_bot",
+    "load_botpress_bots",
+]

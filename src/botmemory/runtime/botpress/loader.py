@@ -35,13 +35,13 @@ from ...expiry import duration_ms
 from ...keys import validate_bot_id
 from ..loader import _import, _module_name, _parse_retention
 from ..yamlsource import BotLoadError
-from .actions import BUILTIN_ACTIONS, MODULE_ACTIONS, action_arguments_problem, builtin_name
+from .actions import MODULE_ACTIONS, action_arguments_problem, builtin_name
 from .content import CONTENT_TYPES, ContentElement, ContentError, Renderer
 from .jsexpr import ConditionError, compile_condition
 from .model import Action, BotpressBot, Flow, Node, Say, Transition
 from .nlu import QNA_PREFIX, Entity, Intent, Matcher, QnaEntry, normalise
 
-__all__ = ["HOOKS", "KNOWN_SKILLS", "BotpressLoadError", "is_botpress_folder", "load_botpress_bot"]
+__all__ = ["HOOKS", "KNOWN_SKILLS", "BotpressLoadError", "is_botpress_folder", "load_botpress_bot", "load_botpress_bots"]
 
 logger = logging.getLogger("botmemory.runtime.botpress")
 
@@ -139,7 +139,9 @@ class _Loader:
         bp_version = config.get("botpressVersion")
         if isinstance(bp_version, str) and bp_version[:3] in ("11.", "12."):
             version = int(bp_version[:2])
+        languages = config.get("languages")
         bot = BotpressBot(
+            languages=tuple(x for x in languages if isinstance(x, str)) if isinstance(languages, list) else (),
             id=bot_id,
             name=str(config.get("name") or bot_id),
             folder=self.folder,
@@ -297,11 +299,16 @@ class _Loader:
                             except ContentError as exc:
                                 self.problem(str(exc))
                 if "redirect" in entry.action and entry.redirect_flow:
+                    # A QnA item left over from a template (its flow deleted) never blocks the bot: it is off.
                     flow = bot.find_flow(entry.redirect_flow)
+                    broken = None
                     if flow is None:
-                        self.problem(f"{rel}: redirects to flow {entry.redirect_flow!r}, which does not exist")
+                        broken = f"flow {entry.redirect_flow!r}, which does not exist"
                     elif entry.redirect_node and entry.redirect_node not in flow.nodes:
-                        self.problem(f"{rel}: redirects to node {entry.redirect_node!r}, not in {flow.name}")
+                        broken = f"node {entry.redirect_node!r}, not in {flow.name}"
+                    if broken is not None:
+                        logger.warning("bot %s: %s redirects to %s: the QnA item is disabled", bot.id, rel, broken)
+                        entry.enabled = False
         entities = self.folder / "entities"
         if entities.is_dir():
             for path in sorted(entities.glob("*.json")):
@@ -506,6 +513,7 @@ class _Loader:
                 for text in node.on_enter + (node.on_receive or []):
                     self.instruction(bot, text, flow, where, missing_js, users_of_js)
                 if node.type == "skill-call":
+                    bot.uses_slots = bot.uses_slots or node.skill == "Slot"
                     if node.skill not in KNOWN_SKILLS:
                         self.problem(f"{flow.file}: {where}: skill {node.skill!r} is not one botmemory runs "
                                      f"(known: {', '.join(sorted(KNOWN_SKILLS))})")
@@ -677,3 +685,36 @@ def claimed_id(folder: Path) -> str:
 
 def is_qna_intent(name: str) -> bool:
     return name.startswith(QNA_PREFIX)
+
+
+def load_botpress_bots(bots_dir: Path | str, bots: dict[str, Any], errors: dict[str, str]) -> None:
+    """Load every Botpress folder under ``bots_dir`` into ``bots`` / ``errors`` (next to the YAML bots there).
+
+    Two folders with the same bot id: the second in sorted folder order is
+    refused, with an error (under its folder's name) naming both.
+    """
+    root = Path(bots_dir)
+    folders = {bot.folder.resolve(): bot_id for bot_id, bot in bots.items()}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and is_botpress_folder(p)):
+        try:
+            bot: BotpressBot | None = load_botpress_bot(folder)
+            problems: list[str] = []
+        except BotpressLoadError as exc:
+            bot, problems = None, list(exc.problems)
+        bot_id = bot.id if bot is not None else claimed_id(folder)
+        owner = bots.get(bot_id)
+        if owner is not None and owner.folder.name < folder.name:
+            problems.insert(0, f"bot.config.json: bot id {bot_id!r} is already used by folder {owner.folder.name}")
+        elif owner is not None:  # the other folder sorts after this one: it is the second
+            del bots[bot_id]
+            errors[owner.folder.name] = (
+                f"bot id {bot_id!r} is already used by folder {folder.name}"
+            )
+            folders.pop(owner.folder.resolve(), None)
+        if problems:
+            key = bot_id if bot_id not in bots and bot_id not in errors else folder.name
+            errors[key] = "; ".join(problems)
+            logger.error("bot %s not mounted: %s", folder.name, errors[key])
+            continue
+        assert bot is not None
+        bots[bot.id] = bot

@@ -95,6 +95,8 @@ class BotpressBot(LoadedBot):
 
     version: int = 12
     language: str = "en"
+    languages: tuple[str, ...] = ()
+    uses_slots: bool = False
     bp_flows: dict[str, Flow] = field(default_factory=dict)
     instructions: dict[str, Say | Action] = field(default_factory=dict)
     conditions: dict[str, Condition] = field(default_factory=dict)
