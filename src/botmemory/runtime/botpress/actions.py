@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ...errors import InvalidInputError
 from ...keys import validate_key
 from .jsvalues import UNDEFINED, is_nullish, to_number, to_string
+from .model import as_dict, as_str
 
 if TYPE_CHECKING:
     from .engine import Turn
@@ -40,13 +41,25 @@ _MS_RE: Final = re.compile(
     re.IGNORECASE,
 )
 _MS_UNITS: Final = {
-    "ms": 0.001, "msec": 0.001, "millisecond": 0.001,
-    "s": 1.0, "sec": 1.0, "second": 1.0,
-    "m": 60.0, "min": 60.0, "minute": 60.0,
-    "h": 3600.0, "hr": 3600.0, "hour": 3600.0,
-    "d": 86400.0, "day": 86400.0,
-    "w": 604800.0, "week": 604800.0,
-    "y": 31557600.0, "yr": 31557600.0, "year": 31557600.0,
+    "ms": 0.001,
+    "msec": 0.001,
+    "millisecond": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "w": 604800.0,
+    "week": 604800.0,
+    "y": 31557600.0,
+    "yr": 31557600.0,
+    "year": 31557600.0,
 }
 _MAX_EXPIRY_S: Final = 36525 * 86400.0
 
@@ -82,7 +95,7 @@ def _expiry(raw: Any) -> float | None:
         return None
     seconds = ms_duration(raw)
     if seconds is None or seconds <= 0 or seconds > _MAX_EXPIRY_S:
-        raise InvalidInputError(f"bad expiry {raw!r}: expected \"never\" or a duration such as \"6 hours\"")
+        raise InvalidInputError(f'bad expiry {raw!r}: expected "never" or a duration such as "6 hours"')
     return seconds
 
 
@@ -153,7 +166,9 @@ async def _increment_conversations(turn: Turn, args: dict[str, Any]) -> None:
         value: int | float = 0  # Botpress: "Value could be 0"
     else:
         number = to_number(current) + 1
-        value = int(number) if math.isfinite(number) and number.is_integer() else (number if math.isfinite(number) else 0)
+        value = (
+            int(number) if math.isfinite(number) and number.is_integer() else (number if math.isfinite(number) else 0)
+        )
     await turn.set_var("user", "numberOfConversations", value)
     _output(turn, args, value)
 
@@ -183,7 +198,9 @@ async def _append_context(turn: Turn, args: dict[str, Any]) -> None:
         if any(e["context"] == entry["context"] for e in final):
             continue
         best = max((e for e in merged if e["context"] == entry["context"]), key=lambda e: to_number(e["ttl"]))
-        final.append({"context": best["context"], "ttl": int(best["ttl"]) if float(best["ttl"]).is_integer() else best["ttl"]})
+        final.append(
+            {"context": best["context"], "ttl": int(best["ttl"]) if float(best["ttl"]).is_integer() else best["ttl"]}
+        )
     turn.nlu_contexts[:] = final
 
 
@@ -251,7 +268,7 @@ BUILTIN_ACTIONS: Final[dict[str, Handler]] = {
 
 def builtin_name(name: str) -> str | None:
     """The built-in action ``name`` refers to (``builtin/setVariable`` -> ``setVariable``), or None."""
-    plain = name[len("builtin/"):] if name.startswith("builtin/") else name
+    plain = name[len("builtin/") :] if name.startswith("builtin/") else name
     return plain if plain in BUILTIN_ACTIONS else None
 
 
@@ -264,10 +281,10 @@ def _lc(value: Any) -> str:
 
 
 async def _choice_parse(turn: Turn, args: dict[str, Any]) -> None:
-    keywords = args.get("keywords") if isinstance(args.get("keywords"), dict) else {}
+    keywords = as_dict(args.get("keywords"))
     event = turn.event
-    preview = event.get("preview") if isinstance(event.get("preview"), str) else ""
-    payload = event.get("payload") if isinstance(event.get("payload"), dict) else {}
+    preview = as_str(event.get("preview"))
+    payload = as_dict(event.get("payload"))
     choice: str | None = None
     number = _NUMBER_RE.match(preview)
     if number:  # basic-skills' matchNumbers: the n-th choice of the element as stored (untranslated)
@@ -276,18 +293,18 @@ async def _choice_parse(turn: Turn, args: dict[str, Any]) -> None:
         if choices is not None and 0 <= index < len(choices) and isinstance(choices[index], dict):
             value = choices[index].get("value")
             choice = value if isinstance(value, str) and value else None
-    intent = event.get("nlu", {}).get("intent", {}).get("name")
+    intent = as_dict(as_dict(event.get("nlu")).get("intent")).get("name")
     if not choice:  # matchNLU: keywords "intent:<name>"
         for key, words in keywords.items():
-            names = [w[len("intent:"):] for w in words or [] if isinstance(w, str) and w.lower().startswith("intent:")]
+            names = [w[len("intent:") :] for w in words or [] if isinstance(w, str) and w.lower().startswith("intent:")]
             if intent in names:
                 choice = key
                 break
     if not choice:
         texts = (_lc(preview), _lc(payload.get("text")), _lc(payload.get("payload")))
-        for match_any in (lambda k: k in texts, lambda k: any(k in t for t in texts)):
+        for exact in (True, False):  # exact first, then "the message contains the keyword"
             for key, words in keywords.items():
-                if any(match_any(_lc(w)) for w in words or []):
+                if any((_lc(w) in texts) if exact else any(_lc(w) in t for t in texts) for w in words or []):
                     choice = key
                     break
             if choice:
@@ -301,7 +318,7 @@ async def _choice_parse(turn: Turn, args: dict[str, Any]) -> None:
 
 
 async def _choice_parse_v11(turn: Turn, args: dict[str, Any]) -> None:
-    keywords = args.get("keywords") if isinstance(args.get("keywords"), dict) else {}
+    keywords = as_dict(args.get("keywords"))
     preview = _lc(turn.event.get("preview"))
     choice: str | None = None
     number = _NUMBER_RE.match(preview)
@@ -346,8 +363,12 @@ async def _slot_fill(turn: Turn, args: dict[str, Any]) -> None:
     def set_slot(entity: dict[str, Any]) -> None:
         if not slots.get(slot_name):
             slots[slot_name] = {
-                "name": slot_name, "value": entity["data"]["value"], "entity": entity,
-                "timestamp": int(turn.now * 1000), "turns": 0, "overwritable": True,
+                "name": slot_name,
+                "value": entity["data"]["value"],
+                "entity": entity,
+                "timestamp": int(turn.now * 1000),
+                "turns": 0,
+                "overwritable": True,
                 "expiresAfterTurns": turn_expiry if isinstance(turn_expiry, int | float) else False,
             }
             slots["notFound"] = 0
@@ -358,8 +379,14 @@ async def _slot_fill(turn: Turn, args: dict[str, Any]) -> None:
                 set_slot(entity)
     elif "any" in entities:
         text = turn.event.get("payload", {}).get("text") or turn.event.get("preview") or ""
-        set_slot({"name": "any", "type": "any", "meta": {"start": 0, "end": len(text)},
-                  "data": {"extras": {}, "value": text}})
+        set_slot(
+            {
+                "name": "any",
+                "type": "any",
+                "meta": {"start": 0, "end": len(text)},
+                "data": {"extras": {}, "value": text},
+            }
+        )
 
 
 async def _slot_not_found(turn: Turn, args: dict[str, Any]) -> None:
@@ -390,18 +417,23 @@ async def _slot_update_contexts(turn: Turn, args: dict[str, Any]) -> None:
 async def _call_api(turn: Turn, args: dict[str, Any]) -> None:
     """The CallAPI skill needs the network: without ``actions/basic-skills/call_api.py`` it fails."""
     suffix = f"_{args['randomId']}" if args.get("randomId") else ""
-    memory = args.get("memory") if args.get("memory") in ("temp", "session", "user", "bot") else "temp"
-    variable = args.get("variable") if isinstance(args.get("variable"), str) and args.get("variable") else "response"
-    turn.bot_logger().warning("basic-skills/call_api is not available without actions/basic-skills/call_api.py: "
-                              "the skill takes its failure transition")
+    memory = as_str(args.get("memory"))
+    memory = memory if memory in ("temp", "session", "user", "bot") else "temp"
+    variable = as_str(args.get("variable")) or "response"
+    turn.bot_logger().warning(
+        "basic-skills/call_api is not available without actions/basic-skills/call_api.py: "
+        "the skill takes its failure transition"
+    )
     await turn.set_var(memory, variable, {"status": ""})
     turn.temp[f"valid{suffix}"] = False
 
 
 async def _send_email(turn: Turn, args: dict[str, Any]) -> None:
     """The SendEmail skill needs SMTP: without ``actions/basic-skills/send_email.py`` it fails."""
-    turn.bot_logger().warning("basic-skills/send_email is not available without actions/basic-skills/send_email.py: "
-                              "the skill takes its failure transition")
+    turn.bot_logger().warning(
+        "basic-skills/send_email is not available without actions/basic-skills/send_email.py: "
+        "the skill takes its failure transition"
+    )
     turn.temp["success"] = False
 
 
@@ -422,9 +454,17 @@ MODULE_ACTIONS: Final[dict[str, Handler]] = {
 }
 
 _MEMORY_NAME_ARGS: Final = {
-    "setVariable": "name", "removeVariable": "name", "getGlobalVariable": "name", "setGlobalVariable": "name",
-    "resetGlobalVariable": "name", "setUserVariable": "name", "getUserVariable": "name", "resetUserVariable": "name",
-    "setConversationVariable": "name", "getConversationVariable": "name", "resetConversationVariable": "name",
+    "setVariable": "name",
+    "removeVariable": "name",
+    "getGlobalVariable": "name",
+    "setGlobalVariable": "name",
+    "resetGlobalVariable": "name",
+    "setUserVariable": "name",
+    "getUserVariable": "name",
+    "resetUserVariable": "name",
+    "setConversationVariable": "name",
+    "getConversationVariable": "name",
+    "resetConversationVariable": "name",
 }
 
 
@@ -445,12 +485,12 @@ def action_arguments_problem(name: str, args: Mapping[str, Any], bot: BotpressBo
         if not (isinstance(kind, str) and ("{{" in kind or kind in _SCOPE_OF_TYPE)):
             return f"type must be one of user, session, temp, bot; got {kind!r}"
     expiry = args.get("expiry")
-    if expiry is not None and name in ("setGlobalVariable", "setUserVariable", "setConversationVariable"):
-        if not (isinstance(expiry, str) and "{{" in expiry):
-            try:
-                _expiry(expiry)
-            except InvalidInputError as exc:
-                return str(exc)
+    setters = ("setGlobalVariable", "setUserVariable", "setConversationVariable")
+    if expiry is not None and name in setters and not (isinstance(expiry, str) and "{{" in expiry):
+        try:
+            _expiry(expiry)
+        except InvalidInputError as exc:
+            return str(exc)
     if name in ("appendContext", "removeContext") and not isinstance(args.get("contexts"), str):
         return "argument 'contexts' must be a comma-separated string"
     return None

@@ -45,7 +45,7 @@ from .actions import BUILTIN_ACTIONS, MODULE_ACTIONS, builtin_name
 from .content import ContentError, pick
 from .jsexpr import compile_condition
 from .jsvalues import UNDEFINED
-from .model import Action, BotpressBot, Flow, Node, Say
+from .model import Action, BotpressBot, Flow, Node, Say, as_dict, as_str
 from .mustache import TemplateError
 from .nlu import QNA_PREFIX, THRESHOLD
 
@@ -147,8 +147,14 @@ class Turn:
             "payload": {"type": "text", "text": text} if event_type == "text" else {},
             "preview": text,
             "createdOn": now,
-            "nlu": {"intent": {"name": "none", "confidence": 1.0, "context": "global"}, "intents": [],
-                    "entities": [], "slots": {}, "includedContexts": ["global"], "language": bot.language},
+            "nlu": {
+                "intent": {"name": "none", "confidence": 1.0, "context": "global"},
+                "intents": [],
+                "entities": [],
+                "slots": {},
+                "includedContexts": ["global"],
+                "language": bot.language,
+            },
             "state": self.event_state,
         }
 
@@ -300,11 +306,12 @@ class _Dialog:
             items = [*flow.catch_all_next, *node.next]
         else:
             own = node.name if node is not None else None
-            items = [t for t in flow.catch_all_next if not (t.target == own)] + (node.next if node else [])
+            items = [t for t in flow.catch_all_next if t.target != own] + (node.next if node else [])
         return [{"type": "transition", "fn": t.condition, "node": t.target} for t in items]
 
-    def build(self, node: Node, flow: Flow, *, has_jumped: bool = False, only_transitions: bool = False
-              ) -> list[dict[str, Any]]:
+    def build(
+        self, node: Node, flow: Flow, *, has_jumped: bool = False, only_transitions: bool = False
+    ) -> list[dict[str, Any]]:
         queue: list[dict[str, Any]] = []
         if has_jumped:
             queue += [{"type": "transition", "fn": t.condition, "node": t.target} for t in flow.catch_all_next]
@@ -318,8 +325,13 @@ class _Dialog:
                 queue += [{"type": "wait"}]
                 queue += [{"type": "on-receive", "fn": fn} for fn in [*flow.catch_all_on_receive, *node.on_receive]]
             if node.type == "say_something" and node.content:
-                queue.append({"type": "on-enter", "fn": f"say @{node.content.get('contentType')}",
-                              "args": node.content.get("formData") or {}})
+                queue.append(
+                    {
+                        "type": "on-enter",
+                        "fn": f"say @{node.content.get('contentType')}",
+                        "args": node.content.get("formData") or {},
+                    }
+                )
         queue += self.transitions(flow, node)
         return queue
 
@@ -400,8 +412,14 @@ class _Dialog:
             current = self.turn.context.get("currentFlow")
             logger.error(
                 "bot %s: %r failed at flow=%s node=%s (conversation %s): %s: %s",
-                self.bot.id, fn, current, self.turn.context.get("currentNode"), self.turn.conversation_id,
-                type(exc).__name__, exc, exc_info=not isinstance(exc, InvalidInputError | ContentError | TemplateError),
+                self.bot.id,
+                fn,
+                current,
+                self.turn.context.get("currentNode"),
+                self.turn.conversation_id,
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, InvalidInputError | ContentError | TemplateError),
             )
             error_flow = self.turn.temp.get("onErrorFlowTo")
             target = error_flow if isinstance(error_flow, str) and error_flow else _ERROR_FLOW
@@ -424,8 +442,9 @@ class _Dialog:
             reply = self.bot.renderer.render_element(say.element, render_view, language=language, seed=seed)
         else:
             content_type = cast(str, say.content_type)
-            reply = self.bot.renderer.render(content_type, say.args, render_view, language=language, seed=seed,
-                                             translate=fn.startswith("say @"))
+            reply = self.bot.renderer.render(
+                content_type, say.args, render_view, language=language, seed=seed, translate=fn.startswith("say @")
+            )
         turn.reply(reply)
 
     async def action(self, fn: str) -> None:
@@ -458,7 +477,9 @@ class _Dialog:
             key = (entry["flow"], entry["node"])
             seen[key] = seen.get(key, 0) + 1
             if seen[key] >= LOOP_VISITS:
-                raise DialogError(f"infinite loop: {entry['flow']} ({entry['node']}) entered {LOOP_VISITS} times in one turn")
+                raise DialogError(
+                    f"infinite loop: {entry['flow']} ({entry['node']}) entered {LOOP_VISITS} times in one turn"
+                )
 
     async def transition(self, target: str) -> bool:
         """Botpress's ``_transition``; True when the turn's processing stops here."""
@@ -474,11 +495,15 @@ class _Dialog:
             turn.stacktrace.append({"flow": flow.name, "node": node.name})
             previous = (ctx.get("currentFlow"), ctx.get("currentNode"))
             ctx.clear()
-            ctx.update({
-                "currentFlow": flow.name, "currentNode": node.name, "previousFlow": previous[0],
-                "previousNode": previous[1],
-                "jumpPoints": [*jump_points, {"flow": previous[0], "node": previous[1]}],
-            })
+            ctx.update(
+                {
+                    "currentFlow": flow.name,
+                    "currentNode": node.name,
+                    "previousFlow": previous[0],
+                    "previousNode": previous[1],
+                    "jumpPoints": [*jump_points, {"flow": previous[0], "node": previous[1]}],
+                }
+            )
             return False
         if target.startswith("#"):
             unused = [j for j in jump_points if not j.get("used")]
@@ -492,7 +517,9 @@ class _Dialog:
             parent["used"] = True
             flow = self.flow(parent["flow"])
             node = self.node(flow, specific or parent["node"])
-            queue = self.build(node, flow) if parent.get("executeNode") else self.build(node, flow, only_transitions=True)
+            queue = (
+                self.build(node, flow) if parent.get("executeNode") else self.build(node, flow, only_transitions=True)
+            )
             turn.stacktrace.append({"flow": flow.name, "node": node.name})
             ctx.update({"currentFlow": flow.name, "currentNode": node.name, "jumpPoints": jump_points, "queue": queue})
             return False
@@ -512,11 +539,15 @@ class _Dialog:
         ctx = self.turn.context
         jump_points = list(ctx.get("jumpPoints") or [])
         ctx.clear()
-        ctx.update({
-            "currentFlow": flow.name, "currentNode": flow.start, "previousFlow": parent_flow.name,
-            "previousNode": parent_node.name,
-            "jumpPoints": [*jump_points, {"flow": parent_flow.name, "node": parent_node.name}],
-        })
+        ctx.update(
+            {
+                "currentFlow": flow.name,
+                "currentNode": flow.start,
+                "previousFlow": parent_flow.name,
+                "previousNode": parent_node.name,
+                "jumpPoints": [*jump_points, {"flow": parent_flow.name, "node": parent_node.name}],
+            }
+        )
 
     def exiting_subflow(self) -> bool:
         ctx = self.turn.context
@@ -538,10 +569,17 @@ class _Dialog:
         jump_points = list(ctx.get("jumpPoints") or [])
         if current[0]:
             jump_points.append({"flow": current[0], "node": current[1]})
-        ctx.update({
-            "currentFlow": flow.name, "currentNode": node.name, "queue": None, "previousFlow": current[0] or "",
-            "previousNode": current[1] or "", "hasJumped": True, "jumpPoints": jump_points,
-        })
+        ctx.update(
+            {
+                "currentFlow": flow.name,
+                "currentNode": node.name,
+                "queue": None,
+                "previousFlow": current[0] or "",
+                "previousNode": current[1] or "",
+                "hasJumped": True,
+                "jumpPoints": jump_points,
+            }
+        )
 
     # -- end of a flow ------------------------------------------------------------------------
     async def end_flow(self) -> None:
@@ -586,7 +624,9 @@ class BotpressEngine:
             try:
                 await asyncio.wait_for(fn(turn.bp, event if event is not None else turn.event), bot.hook_timeout)
             except TimeoutError:
-                logger.warning("bot %s: hook %s in %s took more than %gs; skipped", bot.id, name, file, bot.hook_timeout)
+                logger.warning(
+                    "bot %s: hook %s in %s took more than %gs; skipped", bot.id, name, file, bot.hook_timeout
+                )
             except Exception:
                 logger.exception("bot %s: hook %s in %s failed; skipped", bot.id, name, file)
         await turn.sync()
@@ -629,15 +669,26 @@ class BotpressEngine:
                 await runtime._end_session(bot, conversation_id, session, "end")
             else:
                 started = found[0].started_at if found is not None else now
-                session = Session(user_id, turn.context.get("currentFlow") or "", turn.context.get("currentNode") or "",
-                                  turn.blob(), started, now)
+                session = Session(
+                    user_id,
+                    turn.context.get("currentFlow") or "",
+                    turn.context.get("currentNode") or "",
+                    turn.blob(),
+                    started,
+                    now,
+                )
                 await sessions.save(conversation_id, session, found[1] if found is not None else 0, bot.session_timeout)
         except Exception as exc:
             stats.errors += 1
             where = turn.context if turn is not None else {}
             logger.error(
                 "bot %s: turn failed at flow=%s node=%s (conversation %s): %s: %s",
-                bot.id, where.get("currentFlow"), where.get("currentNode"), conversation_id, type(exc).__name__, exc,
+                bot.id,
+                where.get("currentFlow"),
+                where.get("currentNode"),
+                conversation_id,
+                type(exc).__name__,
+                exc,
                 exc_info=not isinstance(exc, DialogError | InvalidInputError | ContentError | TemplateError),
             )
             replies = [*(turn.replies if turn is not None else []), {"type": "text", "text": bot.error_message}]
@@ -649,13 +700,15 @@ class BotpressEngine:
         await self.run_hooks(bot, "before_incoming_middleware", turn)
         contexts = [str(c.get("context")) for c in turn.nlu_contexts if c.get("context")]
         payload = turn.event.get("payload")
-        said = payload.get("text") if isinstance(payload, dict) and isinstance(payload.get("text"), str) else text
+        said = as_str(as_dict(payload).get("text"), text)
         turn.event["nlu"] = bot.matcher.understand(said, bot.language, contexts)
         # Botpress's builtin after_incoming hook: every context lives `ttl` messages
         for entry in turn.nlu_contexts:
             if isinstance(entry.get("ttl"), int | float) and not isinstance(entry.get("ttl"), bool):
                 entry["ttl"] -= 1
-        turn.nlu_contexts[:] = [c for c in turn.nlu_contexts if not isinstance(c.get("ttl"), int | float) or c["ttl"] > 0]
+        turn.nlu_contexts[:] = [
+            c for c in turn.nlu_contexts if not isinstance(c.get("ttl"), int | float) or c["ttl"] > 0
+        ]
         if bot.uses_slots:
             await self.extract_slots(turn)
         await self.run_hooks(bot, "after_incoming_middleware", turn)
@@ -675,20 +728,30 @@ class BotpressEngine:
                 break
             if not intent["name"].startswith(QNA_PREFIX):
                 continue
-            entry = bot.matcher.qna.get(intent["name"][len(QNA_PREFIX):])
+            entry = bot.matcher.qna.get(intent["name"][len(QNA_PREFIX) :])
             if entry is None or not entry.enabled:
                 continue
             if "text" in entry.action:
                 answers = entry.answers.get(turn.language() or bot.language) or entry.answers.get(bot.language) or []
                 if answers:
-                    answer = answers[pick(f"{bot.id}/{turn.conversation_id}/{turn.messages}/qna/{entry.id}", len(answers))]
+                    answer = answers[
+                        pick(f"{bot.id}/{turn.conversation_id}/{turn.messages}/qna/{entry.id}", len(answers))
+                    ]
                     view = await turn.view(frozenset({"user", "session"}), False)
                     seed = f"{bot.id}/{turn.conversation_id}/{turn.messages}/{len(turn.replies)}/qna"
                     if answer.startswith("#!"):
                         turn.reply(bot.renderer.render_element(answer[2:], view, language=turn.language(), seed=seed))
                     else:
-                        turn.reply(bot.renderer.render("builtin_text", {"text": answer}, {**view, "text": answer},
-                                                       language=turn.language(), seed=seed, translate=False))
+                        turn.reply(
+                            bot.renderer.render(
+                                "builtin_text",
+                                {"text": answer},
+                                {**view, "text": answer},
+                                language=turn.language(),
+                                seed=seed,
+                                translate=False,
+                            )
+                        )
             if "redirect" in entry.action and entry.redirect_flow:
                 dialog.jump_to(entry.redirect_flow, entry.redirect_node or None)
                 return True
@@ -705,20 +768,39 @@ class BotpressEngine:
             if isinstance(slot, dict) and isinstance(slot.get("turns"), int | float):
                 slot["turns"] += 1
                 expiry = slot.get("expiresAfterTurns")
-                if isinstance(expiry, int | float) and not isinstance(expiry, bool) and expiry > -1 and slot["turns"] >= expiry:
+                if (
+                    isinstance(expiry, int | float)
+                    and not isinstance(expiry, bool)
+                    and expiry > -1
+                    and slot["turns"] >= expiry
+                ):
                     slots.pop(slot.get("name"), None)
         for name, value in (turn.event["nlu"].get("slots") or {}).items():
             current = slots.get(name)
             if isinstance(current, dict) and current.get("overwritable") is False:
                 continue
             slots["notFound"] = 0
-            slots[name] = {**value, "timestamp": int(turn.now * 1000), "turns": 0, "overwritable": True,
-                           "expiresAfterTurns": False}
+            slots[name] = {
+                **value,
+                "timestamp": int(turn.now * 1000),
+                "turns": 0,
+                "overwritable": True,
+                "expiresAfterTurns": False,
+            }
 
-    async def outgoing(self, bot: BotpressBot, turn: Turn, reply: dict[str, Any], conversation_id: str) -> dict[str, Any]:
+    async def outgoing(
+        self, bot: BotpressBot, turn: Turn, reply: dict[str, Any], conversation_id: str
+    ) -> dict[str, Any]:
         if bot.bp_hooks.get("before_outgoing_middleware"):
-            event = {"type": reply.get("type", "text"), "direction": "outgoing", "botId": bot.id,
-                     "target": turn.user_id, "threadId": conversation_id, "payload": reply, "incomingEvent": turn.event}
+            event = {
+                "type": reply.get("type", "text"),
+                "direction": "outgoing",
+                "botId": bot.id,
+                "target": turn.user_id,
+                "threadId": conversation_id,
+                "payload": reply,
+                "incomingEvent": turn.event,
+            }
             await self.run_hooks(bot, "before_outgoing_middleware", turn, event)
             payload = event.get("payload")
             if isinstance(payload, dict) and isinstance(payload.get("type"), str):
@@ -736,8 +818,15 @@ class BotpressEngine:
         """
         runtime = self.runtime
         now = runtime._store.clock.now()
-        turn = Turn(bot, runtime._sdk[bot.id], session.user_id or "unknown", conversation_id, session.temp, now,
-                    event_type="timeout")
+        turn = Turn(
+            bot,
+            runtime._sdk[bot.id],
+            session.user_id or "unknown",
+            conversation_id,
+            session.temp,
+            now,
+            event_type="timeout",
+        )
         started = time.perf_counter()
         try:
             await self.run_hooks(bot, "before_session_timeout", turn)
@@ -760,10 +849,17 @@ class BotpressEngine:
                 await dialog.process()
             await turn.sync()
         except Exception as exc:
-            logger.error("bot %s: timeout handling of %s failed: %s: %s", bot.id, conversation_id, type(exc).__name__, exc)
+            logger.error(
+                "bot %s: timeout handling of %s failed: %s: %s", bot.id, conversation_id, type(exc).__name__, exc
+            )
         collector = _timeout_replies.get()
         if collector is not None:
             collector.extend(turn.replies)
         elif turn.replies:
-            logger.info("bot %s: %d timeout replies of %s had no one to go to (%.3fs)", bot.id, len(turn.replies),
-                        conversation_id, time.perf_counter() - started)
+            logger.info(
+                "bot %s: %d timeout replies of %s had no one to go to (%.3fs)",
+                bot.id,
+                len(turn.replies),
+                conversation_id,
+                time.perf_counter() - started,
+            )

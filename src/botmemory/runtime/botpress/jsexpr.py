@@ -273,7 +273,9 @@ class _Parser:
                     raise ConditionError(f"calling {key!r} is not in the subset (at {token.pos})")
                 node = ("get", node, key)
             elif self.at("("):
-                raise ConditionError(f"only Number(), String() and the subset's methods may be called (at {self.peek().pos})")
+                raise ConditionError(
+                    f"only Number(), String() and the subset's methods may be called (at {self.peek().pos})"
+                )
             else:
                 break
             if path is not None:
@@ -320,7 +322,9 @@ class _Parser:
                 if token.text == "event" and not (self.at(".") or self.at("[")):
                     self.event_state = True  # the whole event, state included
                 return ("root", token.text)
-            raise ConditionError(f"unknown name {token.text!r} at {token.pos} (the subset knows {', '.join(sorted(ROOTS))})")
+            raise ConditionError(
+                f"unknown name {token.text!r} at {token.pos} (the subset knows {', '.join(sorted(ROOTS))})"
+            )
         if token.kind == "punct" and token.text == "(":
             node = self.nested(self.or_)
             self.expect(")")
@@ -389,8 +393,9 @@ class Condition:
 
     __slots__ = ("_tree", "last_node", "reads_state", "roots", "source")
 
-    def __init__(self, source: str, tree: Node | None, roots: frozenset[str], reads_state: bool,
-                 last_node: str | None = None) -> None:
+    def __init__(
+        self, source: str, tree: Node | None, roots: frozenset[str], reads_state: bool, last_node: str | None = None
+    ) -> None:
         self.source = source
         self._tree = tree
         self.roots = roots
@@ -454,4 +459,3 @@ def compile_condition(source: Any) -> Condition:
         if match is not None:
             return Condition(source, None, frozenset(), False, last_node=match.group(1))
     return compile_expression(source)
-

@@ -66,6 +66,7 @@ class JSFunction:
     """A built-in method read as a value (``"a".includes``): truthy, printed as native code."""
 
     __slots__ = ("name",)
+    name: str
     _cache: dict[str, JSFunction] = {}  # noqa: RUF012 - one object per name, as prototypes share them
 
     def __new__(cls, name: str) -> JSFunction:
@@ -147,7 +148,7 @@ def number_to_string(value: int | float) -> str:
     # repr() gives the shortest digits that round-trip, as JavaScript does
     digits_tuple = Decimal(repr(abs(x))).as_tuple()
     digits = "".join(map(str, digits_tuple.digits)).rstrip("0") or "0"
-    exponent = int(digits_tuple.exponent)  # type: ignore[arg-type]
+    exponent = int(digits_tuple.exponent)
     # value = 0.digits × 10^n, with k digits
     k = len(digits)
     n = exponent + len(digits_tuple.digits)

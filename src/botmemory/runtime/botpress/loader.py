@@ -38,10 +38,17 @@ from ..yamlsource import BotLoadError
 from .actions import MODULE_ACTIONS, action_arguments_problem, builtin_name
 from .content import CONTENT_TYPES, ContentElement, ContentError, Renderer
 from .jsexpr import ConditionError, compile_condition
-from .model import Action, BotpressBot, Flow, Node, Say, Transition
+from .model import Action, BotpressBot, Flow, Node, Say, Transition, as_dict, as_str
 from .nlu import QNA_PREFIX, Entity, Intent, Matcher, QnaEntry, normalise
 
-__all__ = ["HOOKS", "KNOWN_SKILLS", "BotpressLoadError", "is_botpress_folder", "load_botpress_bot", "load_botpress_bots"]
+__all__ = [
+    "HOOKS",
+    "KNOWN_SKILLS",
+    "BotpressLoadError",
+    "is_botpress_folder",
+    "load_botpress_bot",
+    "load_botpress_bots",
+]
 
 logger = logging.getLogger("botmemory.runtime.botpress")
 
@@ -124,7 +131,7 @@ class _Loader:
         except InvalidInputError as exc:
             self.problem(f"bot.config.json: {exc}")
             bot_id = "invalid"
-        dialog = config.get("dialog") if isinstance(config.get("dialog"), dict) else {}
+        dialog = as_dict(config.get("dialog"))
         timeout = _DEFAULT_TIMEOUT_S
         for key in ("sessionTimeoutInterval", "timeoutInterval"):
             if key in dialog:
@@ -201,8 +208,10 @@ class _Loader:
             rel = self.rel(path)
             content_type = path.stem
             if content_type not in CONTENT_TYPES:
-                self.problem(f"{rel}: content type {content_type!r} is not one botmemory renders "
-                             f"(known: {', '.join(sorted(CONTENT_TYPES))})")
+                self.problem(
+                    f"{rel}: content type {content_type!r} is not one botmemory renders "
+                    f"(known: {', '.join(sorted(CONTENT_TYPES))})"
+                )
                 continue
             data = _read_json(path, rel, self.problems)
             if data is None:
@@ -235,11 +244,13 @@ class _Loader:
                     if data is not None:
                         self.problem(f"{rel}: must be a JSON object")
                     continue
-                name = data.get("name") if isinstance(data.get("name"), str) else path.stem
+                name = as_str(data.get("name"), path.stem)
                 contexts = data.get("contexts")
                 intent = Intent(
                     name=name,
-                    contexts=tuple(c for c in contexts if isinstance(c, str)) if isinstance(contexts, list) else ("global",),
+                    contexts=tuple(c for c in contexts if isinstance(c, str))
+                    if isinstance(contexts, list)
+                    else ("global",),
                     slots=[s for s in data.get("slots") or [] if isinstance(s, dict)],
                 )
                 utterances = data.get("utterances")
@@ -271,10 +282,12 @@ class _Loader:
                 if not isinstance(contexts, list):
                     category = data.get("category")
                     contexts = [category] if isinstance(category, str) and category else ["global"]
-                answers = data.get("answers") if isinstance(data.get("answers"), dict) else {}
+                answers = as_dict(data.get("answers"))
                 entry = QnaEntry(
                     id=qna_id,
-                    answers={str(k): [a for a in v if isinstance(a, str)] for k, v in answers.items() if isinstance(v, list)},
+                    answers={
+                        str(k): [a for a in v if isinstance(a, str)] for k, v in answers.items() if isinstance(v, list)
+                    },
                     action=str(data.get("action") or "text"),
                     redirect_flow=str(data.get("redirectFlow") or ""),
                     redirect_node=str(data.get("redirectNode") or ""),
@@ -292,7 +305,9 @@ class _Loader:
                     for answer in answers_list:
                         if answer.startswith("#!"):
                             if answer[2:] not in bot.renderer.elements:
-                                self.problem(f"{rel}: answer names content element {answer[2:]!r}, which does not exist")
+                                self.problem(
+                                    f"{rel}: answer names content element {answer[2:]!r}, which does not exist"
+                                )
                         else:
                             try:
                                 bot.renderer.compile_strings(answer, f"{rel}: answer")
@@ -316,7 +331,7 @@ class _Loader:
                 data = _read_json(path, rel, self.problems)
                 if not isinstance(data, dict):
                     continue
-                name = data.get("name") if isinstance(data.get("name"), str) else path.stem
+                name = as_str(data.get("name"), path.stem)
                 kind = data.get("type")
                 if kind == "pattern" and isinstance(data.get("pattern"), str) and data["pattern"]:
                     flags = 0 if data.get("matchCase") else re.IGNORECASE
@@ -359,7 +374,8 @@ class _Loader:
                 continue
             wanted = _IDENT_RE.sub("_", path.stem)
             functions = {
-                n: f for n, f in vars(module).items()
+                n: f
+                for n, f in vars(module).items()
                 if not n.startswith("_") and inspect.iscoroutinefunction(f) and f.__module__ == module.__name__
             }
             fn = functions.get(wanted) or (next(iter(functions.values())) if len(functions) == 1 else None)
@@ -382,9 +398,11 @@ class _Loader:
             hook = parts[0] if len(parts) > 1 else ""
             if path.suffix == ".js":
                 if not path.with_suffix(".py").is_file():
-                    self.problem(f"{rel}: JavaScript hook with no Python replacement "
-                                 f"({path.with_suffix('.py').relative_to(self.folder).as_posix()} "
-                                 f"defining async def {hook or 'HOOK'}(bp, event))")
+                    self.problem(
+                        f"{rel}: JavaScript hook with no Python replacement "
+                        f"({path.with_suffix('.py').relative_to(self.folder).as_posix()} "
+                        f"defining async def {hook or 'HOOK'}(bp, event))"
+                    )
                 continue
             if hook not in HOOKS:
                 self.problem(f"{rel}: {hook!r} is not a hook botmemory runs (known: {', '.join(HOOKS)})")
@@ -418,7 +436,7 @@ class _Loader:
                 self.problem(f"{rel}: flow {name!r} is defined twice (flow names ignore case)")
                 continue
             flow = Flow(name=name, file=rel, start=str(data.get("startNode") or ""))
-            catch_all = data.get("catchAll") if isinstance(data.get("catchAll"), dict) else {}
+            catch_all = as_dict(data.get("catchAll"))
             flow.catch_all_next = self.transitions(catch_all.get("next"), rel, "catchAll")
             flow.catch_all_on_receive = self.instruction_list(catch_all.get("onReceive"), rel, "catchAll") or []
             if isinstance(data.get("timeoutNode"), str):
@@ -515,14 +533,18 @@ class _Loader:
                 if node.type == "skill-call":
                     bot.uses_slots = bot.uses_slots or node.skill == "Slot"
                     if node.skill not in KNOWN_SKILLS:
-                        self.problem(f"{flow.file}: {where}: skill {node.skill!r} is not one botmemory runs "
-                                     f"(known: {', '.join(sorted(KNOWN_SKILLS))})")
+                        self.problem(
+                            f"{flow.file}: {where}: skill {node.skill!r} is not one botmemory runs "
+                            f"(known: {', '.join(sorted(KNOWN_SKILLS))})"
+                        )
                     if bot.find_flow(node.flow) is None:
                         self.problem(f"{flow.file}: {where}: the skill's flow {node.flow!r} does not exist")
                 if node.type == "say_something" and node.content is not None:
                     content_type = node.content.get("contentType")
                     if content_type not in CONTENT_TYPES:
-                        self.problem(f"{flow.file}: {where}: content type {content_type!r} is not one botmemory renders")
+                        self.problem(
+                            f"{flow.file}: {where}: content type {content_type!r} is not one botmemory renders"
+                        )
                     else:
                         self.say(bot, f"say @{content_type}", node.content.get("formData") or {}, flow, where)
         for name, file in sorted(missing_js.items()):
@@ -556,7 +578,12 @@ class _Loader:
             self.problem(f"{flow.file}: {where}: transition to node {target!r}, not in this flow")
 
     def instruction(
-        self, bot: BotpressBot, text: str, flow: Flow, where: str, missing_js: dict[str, str],
+        self,
+        bot: BotpressBot,
+        text: str,
+        flow: Flow,
+        where: str,
+        missing_js: dict[str, str],
         users_of_js: dict[str, list[str]],
     ) -> None:
         if text in bot.instructions:
@@ -604,8 +631,9 @@ class _Loader:
             users_of_js.setdefault(name, []).append(f"{flow.file} {where}")
             return
         else:
-            self.problem(f"{flow.file}: {where}: unknown action {name!r} (no built-in of that name and no "
-                         f"actions/{name}.py)")
+            self.problem(
+                f"{flow.file}: {where}: unknown action {name!r} (no built-in of that name and no actions/{name}.py)"
+            )
             return
         try:
             bot.renderer.compile_strings(args, f"{flow.file}: {where}: {text!r}")
@@ -633,7 +661,9 @@ class _Loader:
         else:
             content_type = content_id[1:] if content_id.startswith("@") else content_id
             if content_type not in CONTENT_TYPES:
-                self.problem(f"{flow.file}: {where}: {text!r}: content type {content_type!r} is not one botmemory renders")
+                self.problem(
+                    f"{flow.file}: {where}: {text!r}: content type {content_type!r} is not one botmemory renders"
+                )
                 return
             roots_el, state_el = frozenset(), False
         try:
@@ -707,9 +737,7 @@ def load_botpress_bots(bots_dir: Path | str, bots: dict[str, Any], errors: dict[
             problems.insert(0, f"bot.config.json: bot id {bot_id!r} is already used by folder {owner.folder.name}")
         elif owner is not None:  # the other folder sorts after this one: it is the second
             del bots[bot_id]
-            errors[owner.folder.name] = (
-                f"bot id {bot_id!r} is already used by folder {folder.name}"
-            )
+            errors[owner.folder.name] = f"bot id {bot_id!r} is already used by folder {folder.name}"
             folders.pop(owner.folder.resolve(), None)
         if problems:
             key = bot_id if bot_id not in bots and bot_id not in errors else folder.name

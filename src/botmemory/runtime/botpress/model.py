@@ -111,3 +111,13 @@ class BotpressBot(LoadedBot):
             return None
         key = name if name.endswith(".flow.json") else f"{name}.flow.json"
         return self.bp_flows.get(key.lower())
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty dict (for reading untrusted JSON)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_str(value: Any, default: str = "") -> str:
+    """``value`` when it is a string, else ``default``."""
+    return value if isinstance(value, str) else default

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from chevron.tokenizer import tokenize
+from chevron.tokenizer import tokenize  # type: ignore[import-untyped]
 
 from .jsvalues import UNDEFINED, get_property, has_property, is_nullish, to_boolean, to_string
 
@@ -164,8 +164,11 @@ class Template:
                 if is_nullish(value):
                     continue
                 text = to_string(value)
-                self._emit(escape_html(text) if escape and item[2] and isinstance(value, str | list | dict | bool) else text,
-                           out, size)
+                self._emit(
+                    escape_html(text) if escape and item[2] and isinstance(value, str | list | dict | bool) else text,
+                    out,
+                    size,
+                )
             else:
                 _, name, inverted, children = item
                 value = context.lookup(name)

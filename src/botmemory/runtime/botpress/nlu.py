@@ -138,15 +138,15 @@ class Matcher:
         """``event.nlu`` for a message."""
         ranked = self.rank(text, language, contexts)
         included = list(contexts) or ["global"]
-        intents = [
+        intents: list[dict[str, Any]] = [
             {"name": name, "confidence": confidence, "context": self._context_of(name, included)}
             for name, confidence in ranked
         ]
-        top = intents[0] if intents and intents[0]["confidence"] >= THRESHOLD else None
+        top = intents[0] if ranked and ranked[0][1] >= THRESHOLD else None
         intent = top if top is not None else {"name": NONE_INTENT, "confidence": 1.0, "context": "global"}
         entities = self.extract_entities(text)
         slots: dict[str, Any] = {}
-        found = self.intents.get(intent["name"])
+        found = self.intents.get(str(intent["name"]))
         if found is not None:
             for slot in found.slots:
                 value = self._slot_value(slot, entities, text)
@@ -198,8 +198,13 @@ class Matcher:
             return None
         for entity in entities:
             if entity["name"] in kinds:
-                return {"name": slot.get("name"), "value": entity["data"]["value"], "source": entity["meta"]["source"],
-                        "entity": entity, "confidence": 1.0}
+                return {
+                    "name": slot.get("name"),
+                    "value": entity["data"]["value"],
+                    "source": entity["meta"]["source"],
+                    "entity": entity,
+                    "confidence": 1.0,
+                }
         if "any" in kinds and text.strip():
             entity = _entity("any", "any", text, text)
             return {"name": slot.get("name"), "value": text, "source": text, "entity": entity, "confidence": 1.0}
