@@ -12,6 +12,8 @@
     user export|forget|hold|release
     audit BOT                   why data disappeared
     dump / load                 JSONL copy of a whole store, between any backends
+    import-botpress EXPORT.tgz  unpack a Botpress bot export into --bots, safely
+    check [DIR]                 which bots of a folder load, and why the others do not
 
 Errors: one line on stderr; exit 2 for bad input (usage, invalid keys or
 values, missing keys, legal hold, version conflicts), 1 for other failures
@@ -30,7 +32,7 @@ from typer.core import TyperGroup
 
 from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
-from . import audit, chat, init, janitor, kvs, memory, users
+from . import audit, botpress, chat, init, janitor, kvs, memory, users
 from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
 from .dump import dump_command, load_command
 
@@ -137,6 +139,8 @@ app.command("janitor")(janitor.janitor)
 app.command("audit")(audit.audit)
 app.command("dump")(dump_command)
 app.command("load")(load_command)
+app.command("import-botpress")(botpress.import_botpress)
+app.command("check")(botpress.check)
 
 
 def main() -> None:
