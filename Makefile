@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := constraints.txt
 PIP := python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install run test check bench lock test-latest dist-check clean
+.PHONY: install run test check bench compat lock test-latest dist-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts compat
 	$(BIN)/mypy --strict src
 
 bench: $(STAMP)
@@ -67,3 +67,8 @@ test-latest:
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-lock .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+
+# The corpus of real Botpress bots (../shared/botpress-bots, or BOTMEMORY_BOTPRESS_CORPUS=DIR):
+# every bot loads or names its JavaScript, every transcript replays, random conversations hold.
+compat: $(STAMP)
+	$(BIN)/python -m pytest compat -q

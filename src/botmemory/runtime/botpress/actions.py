@@ -403,7 +403,7 @@ async def _slot_not_found(turn: Turn, args: dict[str, Any]) -> None:
 
 async def _slot_reset(turn: Turn, args: dict[str, Any]) -> None:
     slots = await _slots(turn)
-    slots.pop(_name(args, "slotName"), None)
+    slots.pop(to_string(args.get("slotName", UNDEFINED)), None)  # no name: slots["undefined"], as in Botpress
 
 
 async def _slot_update_contexts(turn: Turn, args: dict[str, Any]) -> None:

@@ -254,6 +254,8 @@ class _Loader:
                     slots=[s for s in data.get("slots") or [] if isinstance(s, dict)],
                 )
                 utterances = data.get("utterances")
+                if isinstance(utterances, list):  # early v12 exports: one list, in the bot's language
+                    intent.add_utterances(bot.language, utterances)
                 if isinstance(utterances, dict):
                     for language, texts in utterances.items():
                         if isinstance(texts, list):
