@@ -52,10 +52,16 @@ SHIMS: dict[str, dict[str, str]] = {
 QNA_TURNS: dict[tuple[str, int], list[str]] = {
     ("v12-small-talk", 0): ["It is the story of 2 ices cubes in the desert and.... nevermind, they're gone."],
     ("v12-small-talk", 2): ["Hello! Nice to meet you!"],
-    ("insurance-demo", 0): [":-)", "Hello, welcome to ABC Insurance Virtual Assistant. How can I assist you today?",
-                            "Are you here with issues regarding"],
-    ("insurance-demo", 3): [":-)", "Hello, welcome to ABC Insurance Virtual Assistant. How can I assist you today?",
-                            "Are you here with issues regarding"],
+    ("insurance-demo", 0): [
+        ":-)",
+        "Hello, welcome to ABC Insurance Virtual Assistant. How can I assist you today?",
+        "Are you here with issues regarding",
+    ],
+    ("insurance-demo", 3): [
+        ":-)",
+        "Hello, welcome to ABC Insurance Virtual Assistant. How can I assist you today?",
+        "Are you here with issues regarding",
+    ],
 }
 
 
@@ -180,7 +186,9 @@ async def test_random_conversations(bot: str, tmp_path: Path) -> None:
         for step in range(60):
             user = rng.choice(users)
             injection = rng.choice(INJECTIONS)
-            text = rng.choice([rng.choice(words) if words else "hi", injection, f"{rng.choice(words or ['x'])} {injection}"])
+            text = rng.choice(
+                [rng.choice(words) if words else "hi", injection, f"{rng.choice(words or ['x'])} {injection}"]
+            )
             if rng.random() < 0.05:
                 clock.advance(loaded.session_timeout + 1)  # the session times out
             replies = await runtime.converse(bot_id, user_id=user, text=text)
