@@ -137,7 +137,10 @@ class Template:
         self.names = frozenset(names)
         self.roots = frozenset(name.split(".", 1)[0] for name in names)
         self.reads_state = any(n in (".", "event", "state") or n.startswith(("event.state", "state.")) for n in names)
-        self.is_static = not any(item[0] != "text" for item in self._items)
+        # no tags (comments and partials count: they render as nothing)
+        self.is_static = all(item[0] == "text" for item in self._items) and (
+            "".join(item[1] for item in self._items) == source
+        )
 
     def __repr__(self) -> str:
         return f"<Template {self.source!r}>"
