@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import (
+    botpress_turns,  # noqa: F401 - registers the "botpress" scenario (v12 welcome-bot vs the YAML bot)
     runtime_turns,  # noqa: F401 - registers the "runtime" scenario
     servers,  # noqa: F401 - registers the "servers" scenario (PostgreSQL, Redis)
 )

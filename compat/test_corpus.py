@@ -28,8 +28,6 @@ from botmemory.testing import FakeClock
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("BOTMEMORY_BOTPRESS_CORPUS", REPO.parent / "shared" / "botpress-bots"))
-if not CORPUS.is_dir():  # a worktree beside main: the shared folder of the workplace
-    CORPUS = Path("/work/shared/botpress-bots") if Path("/work/shared/botpress-bots").is_dir() else CORPUS
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no Botpress corpus at {CORPUS}")
 
