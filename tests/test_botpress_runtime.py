@@ -546,3 +546,138 @@ async def test_memory_goes_through_every_backend(store: botmemory.Store, tmp_pat
     assert say(replies)[0] == "Hi Ada!"
     assert await store.bot("names").memory.get_user_variable("u1", "nickname") == "Ada"
     assert await store.bot("names").memory.get_global_variable("last") == "Ada"
+
+
+async def test_reset_session_discards_session_variables_with_an_audit_record(
+    mem: botmemory.Store, tmp_path: Path
+) -> None:
+    flows = {
+        "main.flow.json": flow(
+            "a",
+            node(
+                "a",
+                [
+                    'builtin/setVariable {"type":"session","name":"s","value":"1"}',
+                    'builtin/setVariable {"type":"temp","name":"t","value":"1"}',
+                    'builtin/setVariable {"type":"user","name":"u","value":"1"}',
+                ],
+                [],
+                [("event.payload.text === 'reset'", "r"), ("true", "a")],
+            ),
+            node("r", ["builtin/resetSession", "say #!builtin_text-r"], None, [("true", "a")]),
+        )
+    }
+    content = {"builtin_text": texts(("builtin_text-r", "[{{session.s}}][{{temp.t}}][{{user.u}}]"))}
+    write_bp_bot(tmp_path, "reset", flows=flows, content=content)
+    runtime = await runtime_for(mem, tmp_path)
+    conversation = (await runtime.converse("reset", user_id="u", text="hi"), None)
+    assert conversation
+    assert say(await runtime.converse("reset", user_id="u", text="reset")) == ["[][][1]"]
+    records = await mem.bot("reset").users.audit.query("reset")
+    assert any(r.get("reason") == "reset_session" for r in records)
+
+
+async def test_another_users_conversation_is_not_found(mem: botmemory.Store, tmp_path: Path) -> None:
+    write_bp_bot(tmp_path, "names", flows=NAME_BOT, content=NAME_CONTENT)
+    runtime = await runtime_for(mem, tmp_path)
+    conversation = (await runtime.converse("names", user_id="alice", text="hi"))[0]["conversation_id"]
+    with pytest.raises(botmemory.KeyNotFoundError):
+        await runtime.converse("names", user_id="bob", text="Bob", conversation_id=conversation)
+    assert await mem.bot("names").memory.get_user_variable("bob", "nickname") is None
+
+
+async def test_slot_skill_fills_from_entities(mem: botmemory.Store, tmp_path: Path) -> None:
+    slot_flow = flow(
+        "check-if-extracted",
+        node(
+            "check-if-extracted",
+            ['basic-skills/slot_update_contexts {"intentName":"order"}'],
+            None,
+            [("session.slots['size'] !== undefined", "already-extracted"), ("true", "slot-extract")],
+        ),
+        node(
+            "slot-extract",
+            ["say #!builtin_text-ask"],
+            ['basic-skills/slot_fill {"slotName":"size","entities":"size"}'],
+            [
+                ("session.slots['size'] && (temp.valid === undefined || temp.valid == \"true\")", "extracted"),
+                ("true", "not-extracted"),
+            ],
+        ),
+        node(
+            "extracted",
+            ['builtin/setVariable {"type":"temp","name":"extracted","value":"true"}'],
+            None,
+            [("true", "#")],
+        ),
+        node(
+            "not-extracted",
+            ['basic-skills/slot_not_found {"retryAttempts":"2"}', "say #!builtin_text-again"],
+            ['basic-skills/slot_fill {"slotName":"size","entities":"size"}'],
+            [
+                ("session.slots['size'] && (temp.valid === undefined || temp.valid == \"true\")", "extracted"),
+                ('temp.notExtracted == "true"', "#"),
+                ("true", "not-extracted"),
+            ],
+        ),
+        node(
+            "already-extracted",
+            ['builtin/setVariable {"type":"temp","name":"alreadyExtracted","value":"true"}'],
+            None,
+            [("true", "#")],
+        ),
+    )
+    flows = {
+        "main.flow.json": flow(
+            "slot",
+            node(
+                "slot",
+                None,
+                None,
+                [('temp.extracted == "true"', "done"), ('temp.notExtracted == "true"', "failed")],
+                type="skill-call",
+                skill="Slot",
+                flow="skills/Slot-1.flow.json",
+                onEnter=None,
+            ),
+            node("done", ["say #!builtin_text-done"]),
+            node("failed", ["say #!builtin_text-failed"]),
+        ),
+        "skills/Slot-1.flow.json": slot_flow,
+    }
+    content = {
+        "builtin_text": texts(
+            ("builtin_text-ask", "Size?"),
+            ("builtin_text-again", "Which size?"),
+            ("builtin_text-done", "{{session.slots.size.value}} it is"),
+            ("builtin_text-failed", "never mind"),
+        )
+    }
+    intents = {
+        "order": {
+            "name": "order",
+            "contexts": ["global"],
+            "utterances": {"en": ["a [large](size) pizza"]},
+            "slots": [{"name": "size", "entities": ["size"]}],
+        }
+    }
+    write_bp_bot(
+        tmp_path,
+        "slots",
+        flows=flows,
+        content=content,
+        intents=intents,
+        files={
+            "entities/size.json": json.dumps(
+                {
+                    "name": "size",
+                    "type": "list",
+                    "occurrences": [{"name": "large", "synonyms": ["big", "XL"]}, {"name": "small", "synonyms": []}],
+                }
+            )
+        },
+    )
+    runtime = await runtime_for(mem, tmp_path)
+    assert say(await runtime.converse("slots", user_id="u", text="hi")) == ["Size?"]
+    assert say(await runtime.converse("slots", user_id="u", text="hmm")) == ["Which size?"]
+    assert say(await runtime.converse("slots", user_id="u", text="a BIG one")) == ["large it is"]
