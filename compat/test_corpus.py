@@ -181,7 +181,7 @@ async def test_random_conversations(bot: str, tmp_path: Path) -> None:
         (bot_id,) = runtime.bots
         loaded = runtime.bots[bot_id]
         users = [f"user-{n}" for n in range(3)]
-        for step in range(60):
+        for step in range(250):
             user = rng.choice(users)
             injection = rng.choice(INJECTIONS)
             text = rng.choice(

@@ -75,6 +75,10 @@ _timeout_replies: contextvars.ContextVar[list[dict[str, Any]] | None] = contextv
 class DialogError(Exception):
     """The dialog cannot go on (a loop, a flow or node that does not exist)."""
 
+    def __init__(self, message: str, *, loop: bool = False) -> None:
+        super().__init__(message)
+        self.loop = loop
+
 
 class _Tracked:
     """A memory scope loaded into a dict that bot code may change, and what the store holds."""
@@ -381,7 +385,11 @@ class _Dialog:
                 await self.end_flow()
                 return
             ctx["queue"] = None
-            if await self.transition(target):
+            try:
+                stop = await self.transition(target)
+            except DialogError as exc:
+                stop = await self.transition_failed(exc, target)
+            if stop:
                 return
 
     async def condition(self, source: Any) -> bool:
@@ -478,7 +486,8 @@ class _Dialog:
             seen[key] = seen.get(key, 0) + 1
             if seen[key] >= LOOP_VISITS:
                 raise DialogError(
-                    f"infinite loop: {entry['flow']} ({entry['node']}) entered {LOOP_VISITS} times in one turn"
+                    f"infinite loop: {entry['flow']} ({entry['node']}) entered {LOOP_VISITS} times in one turn",
+                    loop=True,
                 )
 
     async def transition(self, target: str) -> bool:
@@ -532,6 +541,30 @@ class _Dialog:
         if not flow.name.startswith("skills/"):
             ctx["previousNode"] = ctx.get("currentNode")
         ctx["currentNode"] = target
+        return False
+
+    async def transition_failed(self, exc: DialogError, target: str) -> bool:
+        """A transition that cannot be made goes to ``error.flow.json``, as in Botpress (a loop: after a clean state)."""
+        turn = self.turn
+        current = turn.context.get("currentFlow")
+        error_flow = self.bot.find_flow(_ERROR_FLOW)
+        if error_flow is None or current == error_flow.name or error_flow.start not in error_flow.nodes:
+            raise exc
+        logger.warning(
+            "bot %s: transition to %r failed at flow=%s node=%s (conversation %s): %s; going to %s",
+            self.bot.id,
+            target,
+            current,
+            turn.context.get("currentNode"),
+            turn.conversation_id,
+            exc,
+            error_flow.name,
+        )
+        if exc.loop:
+            self.clean()
+            turn.flow_ended = False
+            turn.stacktrace.clear()
+        self.jump_to(error_flow.name, error_flow.start)
         return False
 
     def go_to_subflow(self, parent_flow: Flow, parent_node: Node) -> None:
