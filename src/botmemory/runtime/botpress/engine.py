@@ -544,7 +544,7 @@ class _Dialog:
         return False
 
     async def transition_failed(self, exc: DialogError, target: str) -> bool:
-        """A transition that cannot be made goes to ``error.flow.json``, as in Botpress (a loop: after a clean state)."""
+        """A transition that cannot be made goes to ``error.flow.json``, as in Botpress (a loop: cleaned first)."""
         turn = self.turn
         current = turn.context.get("currentFlow")
         error_flow = self.bot.find_flow(_ERROR_FLOW)
