@@ -681,3 +681,21 @@ async def test_slot_skill_fills_from_entities(mem: botmemory.Store, tmp_path: Pa
     assert say(await runtime.converse("slots", user_id="u", text="hi")) == ["Size?"]
     assert say(await runtime.converse("slots", user_id="u", text="hmm")) == ["Which size?"]
     assert say(await runtime.converse("slots", user_id="u", text="a BIG one")) == ["large it is"]
+
+
+async def test_a_transition_loop_or_a_missing_return_node_goes_to_the_error_flow(
+    mem: botmemory.Store, tmp_path: Path
+) -> None:
+    loop = {"main.flow.json": flow("a", node("a", [], None, [("true", "b")]), node("b", [], None, [("true", "a")]))}
+    content = {"builtin_text": texts(("builtin_text-err", "error flow"))}
+    write_bp_bot(tmp_path, "loop", flows=loop)
+    write_bp_bot(
+        tmp_path,
+        "loop-err",
+        flows={**loop, "error.flow.json": flow("e", node("e", ["say #!builtin_text-err"]))},
+        content=content,
+    )
+    runtime = await runtime_for(mem, tmp_path)
+    assert say(await runtime.converse("loop", user_id="u", text="x")) == ["Sorry, something went wrong."]
+    assert say(await runtime.converse("loop-err", user_id="u", text="x")) == ["error flow"]
+    assert say(await runtime.converse("loop-err", user_id="u", text="x")) == ["error flow"]  # usable afterwards
