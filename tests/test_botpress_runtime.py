@@ -699,3 +699,74 @@ async def test_a_transition_loop_or_a_missing_return_node_goes_to_the_error_flow
     assert say(await runtime.converse("loop", user_id="u", text="x")) == ["Sorry, something went wrong."]
     assert say(await runtime.converse("loop-err", user_id="u", text="x")) == ["error flow"]
     assert say(await runtime.converse("loop-err", user_id="u", text="x")) == ["error flow"]  # usable afterwards
+
+
+async def test_outside_world_skills_take_their_failure_transition(mem: botmemory.Store, tmp_path: Path) -> None:
+    flows = {
+        "main.flow.json": flow(
+            "api",
+            node(
+                "api",
+                None,
+                None,
+                [("temp.valid", "ok"), ("!temp.valid", "hitl")],
+                type="skill-call",
+                skill="CallAPI",
+                flow="skills/CallAPI-1.flow.json",
+                onEnter=None,
+            ),
+            node(
+                "hitl",
+                None,
+                None,
+                [("temp['hitlnext-noAgent'] === true", "mail")],
+                type="skill-call",
+                skill="HitlNext",
+                flow="skills/HitlNext-1.flow.json",
+                onEnter=None,
+            ),
+            node(
+                "mail",
+                None,
+                None,
+                [("temp.success", "ok"), ("!temp.success", "failed")],
+                type="skill-call",
+                skill="SendEmail",
+                flow="skills/SendEmail-1.flow.json",
+                onEnter=None,
+            ),
+            node("ok", ["say #!builtin_text-ok"]),
+            node("failed", ["say #!builtin_text-failed"]),
+        ),
+        "skills/CallAPI-1.flow.json": flow(
+            "entry",
+            node(
+                "entry",
+                [
+                    'basic-skills/call_api {"url":"https://example.invalid","method":"get","memory":"temp","variable":"r"}'
+                ],
+                None,
+                [("true", "#")],
+            ),
+        ),
+        "skills/HitlNext-1.flow.json": flow(
+            "entry",
+            node(
+                "entry",
+                ["hitlnext/check_agents {}"],
+                None,
+                [("temp['hitlnext-noAgent'] === true", "#"), ("true", "entry")],
+            ),
+        ),
+        "skills/SendEmail-1.flow.json": flow(
+            "entry", node("entry", ['basic-skills/send_email {"toAddress":"{{user.email}}"}'], None, [("true", "#")])
+        ),
+    }
+    content = {"builtin_text": texts(("builtin_text-ok", "ok"), ("builtin_text-failed", "all three failed"))}
+    write_bp_bot(tmp_path, "world", flows=flows, content=content)
+    runtime = await runtime_for(mem, tmp_path)
+    assert say(await runtime.converse("world", user_id="u", text="x")) == ["all three failed"]
+    # hitlnext actions outside their skill's flow are load errors
+    bad = {"main.flow.json": flow("a", node("a", ["hitlnext/handoff {}"]))}
+    with pytest.raises(BotpressLoadError, match="hitlnext/handoff"):
+        load_botpress_bot(write_bp_bot(tmp_path / "other", "bad", flows=bad))

@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from .engine import Turn
     from .model import BotpressBot
 
-__all__ = ["BUILTIN_ACTIONS", "MODULE_ACTIONS", "action_arguments_problem", "builtin_name", "ms_duration"]
+__all__ = [
+    "BUILTIN_ACTIONS",
+    "MODULE_ACTIONS",
+    "SKILL_ACTIONS",
+    "action_arguments_problem",
+    "builtin_name",
+    "ms_duration",
+]
 
 Handler = Callable[["Turn", dict[str, Any]], Awaitable[None]]
 
@@ -436,6 +443,18 @@ async def _send_email(turn: Turn, args: dict[str, Any]) -> None:
     )
     turn.temp["success"] = False
 
+
+async def _no_agent(turn: Turn, args: dict[str, Any]) -> None:
+    """The HitlNext skill needs human agents: without a Python replacement, none is available."""
+    turn.bot_logger().warning("hitlnext has no agents here without actions/hitlnext/*.py: the skill exits 'noAgent'")
+    turn.temp["hitlnext-noAgent"] = True
+
+
+#: Actions of skills that need the outside world, accepted only inside their skill's generated flow
+#: (``skills/<Skill>-*.flow.json``), by skill.
+SKILL_ACTIONS: Final[dict[str, dict[str, Handler]]] = {
+    "HitlNext": {"hitlnext/check_agents": _no_agent, "hitlnext/handoff": _no_agent},
+}
 
 #: Module actions run natively (a ``actions/<module>/<name>.py`` replaces any of them).
 MODULE_ACTIONS: Final[dict[str, Handler]] = {

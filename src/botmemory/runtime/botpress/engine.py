@@ -41,7 +41,7 @@ import orjson
 from ...errors import InvalidInputError, KeyNotFoundError, ValueTypeError
 from ..actions import ActionContext, BotSDK, custom_action_spec
 from ..sessions import Session
-from .actions import BUILTIN_ACTIONS, MODULE_ACTIONS, builtin_name
+from .actions import BUILTIN_ACTIONS, MODULE_ACTIONS, SKILL_ACTIONS, builtin_name
 from .content import ContentError, pick
 from .jsexpr import compile_condition
 from .jsvalues import UNDEFINED
@@ -475,6 +475,9 @@ class _Dialog:
             return
         if action.kind == "builtin":
             await BUILTIN_ACTIONS[cast(str, builtin_name(action.name))](turn, args)
+        elif action.kind == "skill":
+            handler = next(h[action.name] for h in SKILL_ACTIONS.values() if action.name in h)
+            await handler(turn, args)
         else:
             await MODULE_ACTIONS[action.name](turn, args)
 

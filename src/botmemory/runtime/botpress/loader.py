@@ -35,7 +35,7 @@ from ...expiry import duration_ms
 from ...keys import validate_bot_id
 from ..loader import _import, _module_name, _parse_retention
 from ..yamlsource import BotLoadError
-from .actions import MODULE_ACTIONS, action_arguments_problem, builtin_name
+from .actions import MODULE_ACTIONS, SKILL_ACTIONS, action_arguments_problem, builtin_name
 from .content import CONTENT_TYPES, ContentElement, ContentError, Renderer
 from .jsexpr import ConditionError, compile_condition
 from .model import Action, BotpressBot, Flow, Node, Say, Transition, as_dict, as_str
@@ -63,7 +63,7 @@ HOOKS: Final = (
     "before_conversation_end",
 )
 #: Skills whose generated flows this runtime runs (``node.skill``).
-KNOWN_SKILLS: Final = frozenset({"choice", "Slot", "CallAPI", "SendEmail"})
+KNOWN_SKILLS: Final = frozenset({"choice", "Slot", "CallAPI", "SendEmail", "HitlNext"})
 
 _MAX_FILE_BYTES: Final = 10 * 1024 * 1024
 _DEFAULT_TIMEOUT_S: Final = 1800.0
@@ -629,6 +629,10 @@ class _Loader:
             if problem:
                 self.problem(f"{flow.file}: {where}: {text!r}: {problem}")
                 return
+        elif any(
+            flow.name.startswith(f"skills/{skill}-") and name in actions for skill, actions in SKILL_ACTIONS.items()
+        ):
+            kind = "skill"
         elif name in missing_js:
             users_of_js.setdefault(name, []).append(f"{flow.file} {where}")
             return
