@@ -106,6 +106,7 @@ def serve(
         lines.append(f"created an admin token (shown only this once): {created}")
     if code is not None:
         lines.append(f"sign in to the admin UI (one-time link, 15 minutes): {url}/ui/#login={code}")
+    lines.append("serving until Ctrl-C")
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 
