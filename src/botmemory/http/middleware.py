@@ -33,6 +33,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Query parameters that carry credentials somewhere else; never accepted here.
 TOKEN_PARAMS: Final = frozenset({"token", "access_token", "api_key", "apikey", "key_token", "bearer", "auth"})
 
+#: Requests with more headers, or more header bytes, are refused with 431 (bad-inputs A5).
+MAX_HEADERS: Final = 100
+MAX_HEADER_BYTES: Final = 32_768
+
 _ESCAPE_RE: Final = re.compile(rb"%([0-9A-Fa-f]{2})")
 _KEPT_RE: Final = re.compile(r"%(2F|25)")
 
@@ -129,6 +133,13 @@ class RequestGuard:
         await response({"type": "http"}, _no_receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, status_box: list[int]) -> None:
+        headers = scope.get("headers", ())
+        if len(headers) > MAX_HEADERS or sum(len(n) + len(v) for n, v in headers) > MAX_HEADER_BYTES:
+            await self._refuse(
+                send, 431, "headers_too_large",
+                f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of headers are accepted",
+            )
+            return
         raw = scope.get("raw_path")
         if raw is not None:
             try:
