@@ -76,6 +76,10 @@ def serve(
         None, "--janitor-interval", metavar="SECONDS", help="Seconds between janitor runs (default: the bots')."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    max_auth_failures: int = typer.Option(
+        30, "--max-auth-failures", min=1, metavar="N",
+        help="Failed authentications per client address and minute before it gets 429.",
+    ),
 ) -> None:
     """Serve the HTTP API (/api/v1) and the web admin (/ui) with the bots of --bots over --store."""
     import uvicorn
@@ -115,6 +119,7 @@ def serve(
         bots_dir=opts.bots_dir,
         janitor=janitor,
         janitor_interval=janitor_interval,
+        max_auth_failures=max_auth_failures,
         **({"timeout": opts.timeout} if opts.timeout is not None else {}),
     )
     common = {"log_level": "info", "access_log": access_log, "timeout_graceful_shutdown": 5, "server_header": False}
