@@ -33,7 +33,9 @@ class Api:
         headers = {**self.auth(token), **kwargs.pop("headers", {})}
         return await self.client.request(method, path, headers=headers, **kwargs)
 
-    async def put_json(self, path: str, body: bytes | str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
+    async def put_json(
+        self, path: str, body: bytes | str, *, token: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
         data = body.encode() if isinstance(body, str) else body
         headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
         return await self.call("PUT", path, token=token, content=data, headers=headers, **kwargs)

@@ -73,11 +73,28 @@ def serve(
     timeout: float = 60.0,
 ) -> Iterator[Served]:
     """Run ``botmemory --store URL --bots DIR serve --port 0 ARGS``; yield once it answers /healthz."""
-    command = [sys.executable, "-m", "botmemory", "--store", store_url, "--bots", str(bots), "serve", "--port", "0", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "botmemory",
+        "--store",
+        store_url,
+        "--bots",
+        str(bots),
+        "serve",
+        "--port",
+        "0",
+        *args,
+    ]
     # stderr (uvicorn's log) goes to a file: an unread pipe would fill and block the server
     log = open(cwd / f"serve-{time.monotonic_ns()}.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})},
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     try:
         deadline = time.monotonic() + timeout

@@ -35,8 +35,14 @@ async def api(clock: FakeClock) -> AsyncIterator[Api]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}, {"Authorization": "Basic dXNlcjpwYXNz"},
-     {"Authorization": "Bearer bm_000000000000_" + "x" * 43}, {"Authorization": "Bearer nonsense"}],
+    [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer bm_000000000000_" + "x" * 43},
+        {"Authorization": "Bearer nonsense"},
+    ],
 )
 async def test_a1_a3_missing_or_bad_token_is_401(api: Api, headers: dict[str, str]) -> None:
     response = await api.client.get(f"/api/v1/bots/{BOT}/kvs", headers=headers)
@@ -156,7 +162,12 @@ def test_token_commands(tmp_path: Any) -> None:
 async def test_ui_session_cookie_and_csrf(api: Api) -> None:
     client = api.client
     assert_error(await client.post("/ui/login", json={"token": "bm_000000000000_" + "z" * 43}), 401)
-    assert_error(await client.post("/ui/login", content=b"token=x", headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
+    assert_error(
+        await client.post(
+            "/ui/login", content=b"token=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ),
+        415,
+    )
     response = await client.post("/ui/login", json={"token": api.bot_token})
     assert response.status_code == 200
     set_cookie = response.headers["set-cookie"]
@@ -166,7 +177,12 @@ async def test_ui_session_cookie_and_csrf(api: Api) -> None:
     assert_error(await client.get("/api/v1/bots/other/kvs"), 404)  # with the token's rights
     put = {"content": b"1", "headers": {"Content-Type": "application/json"}}
     assert_error(await client.put(f"/api/v1/bots/{BOT}/kvs/k", **put), 403)
-    assert_error(await client.put(f"/api/v1/bots/{BOT}/kvs/k", content=b"1", headers={**put["headers"], "X-CSRF-Token": "forged"}), 403)
+    assert_error(
+        await client.put(
+            f"/api/v1/bots/{BOT}/kvs/k", content=b"1", headers={**put["headers"], "X-CSRF-Token": "forged"}
+        ),
+        403,
+    )
     ok = await client.put(f"/api/v1/bots/{BOT}/kvs/k", content=b"1", headers={**put["headers"], "X-CSRF-Token": csrf})
     assert ok.status_code == 200
     assert (await client.get("/ui/session")).json()["scope"] == "bot"
@@ -178,7 +194,7 @@ async def test_ui_session_cookie_and_csrf(api: Api) -> None:
 async def test_one_time_login_code(api: Api) -> None:
     from botmemory.http.state import create_login_code
 
-    admin = [t for t in await list_tokens(api.store) if t.is_admin][0]
+    admin = next(t for t in await list_tokens(api.store) if t.is_admin)
     code = await create_login_code(api.store, admin.id)
     assert (await api.client.post("/ui/login", json={"code": code})).json()["scope"] == "admin"
     api.client.cookies.clear()
@@ -219,11 +235,14 @@ async def test_converse_cannot_join_another_users_conversation(api: Api) -> None
 
 async def test_kvs_crud_versions_expiry_and_paths(api: Api, clock: FakeClock) -> None:
     base = f"/api/v1/bots/{BOT}/kvs"
-    assert (await api.put_json(f"{base}/orders/42", '{"total": 12.5, "items": []}', params={"expiry": "30m"})).json() == {
-        "key": "orders/42", "version": 1}
+    assert (
+        await api.put_json(f"{base}/orders/42", '{"total": 12.5, "items": []}', params={"expiry": "30m"})
+    ).json() == {"key": "orders/42", "version": 1}
     got = (await api.call("GET", f"{base}/orders/42")).json()
     assert got["value"] == {"total": 12.5, "items": []} and got["version"] == 1 and 1799 < got["ttl"] <= 1800
-    assert (await api.put_json(f"{base}/orders/42", '"tea"', params={"path": "items[0]", "if_version": 1})).json()["version"] == 2
+    assert (await api.put_json(f"{base}/orders/42", '"tea"', params={"path": "items[0]", "if_version": 1})).json()[
+        "version"
+    ] == 2
     assert (await api.call("GET", f"{base}/orders/42", params={"path": "items[0]"})).json()["value"] == "tea"
     assert_error(await api.call("GET", f"{base}/orders/42", params={"path": "nope"}), 404)
     assert_error(await api.put_json(f"{base}/orders/42", "1", params={"if_version": 1}), 409)
@@ -285,7 +304,9 @@ async def test_memory_scopes_and_encoded_ids(api: Api) -> None:
     root = f"/api/v1/bots/{BOT}"
     assert (await api.put_json(f"{root}/users/a%2Fb/variables/name", '"AB"')).status_code == 200
     assert (await api.put_json(f"{root}/users/a/variables/name", '"A"')).status_code == 200
-    assert (await api.put_json(f"{root}/conversations/c1/variables/topic", '"billing"', params={"expiry": "10m"})).status_code == 200
+    assert (
+        await api.put_json(f"{root}/conversations/c1/variables/topic", '"billing"', params={"expiry": "10m"})
+    ).status_code == 200
     assert (await api.put_json(f"{root}/variables/visits", "7")).status_code == 200
     memory = api.store.bot(BOT).memory
     assert await memory.get_user_variable("a/b", "name") == "AB"
@@ -339,9 +360,13 @@ async def test_export_forget_hold_release_audit(api: Api) -> None:
     done = (await api.call("POST", f"{root}:forget")).json()
     assert done["dry_run"] is False and "Ada" not in str(done)
     assert_error(await api.call("GET", f"{root}/variables/firstname"), 404)
-    records = (await api.call("GET", f"/api/v1/bots/{BOT}/audit", params={"user": "u1", "reason": "forget"})).json()["records"]
+    records = (await api.call("GET", f"/api/v1/bots/{BOT}/audit", params={"user": "u1", "reason": "forget"})).json()[
+        "records"
+    ]
     assert records and all(r["reason"] == "forget" for r in records) and "Ada" not in str(records)
-    held = (await api.call("GET", f"/api/v1/bots/{BOT}/audit", params={"reason": "hold", "since": "1d"})).json()["records"]
+    held = (await api.call("GET", f"/api/v1/bots/{BOT}/audit", params={"reason": "hold", "since": "1d"})).json()[
+        "records"
+    ]
     assert len(held) == 1
     assert_error(await api.call("GET", f"/api/v1/bots/{BOT}/audit", params={"since": "soon"}), 400)
     assert_error(await api.call("GET", f"/api/v1/bots/{BOT}/audit", params={"reason": "whim"}), 422)
@@ -367,7 +392,10 @@ async def test_metrics_count_requests_turns_store_calls_and_expired_reads(api: A
     text = (await api.call("GET", "/metrics")).text
     assert 'botmemory_turns_total{bot="example"} 1.0' in text
     assert "botmemory_expired_reads_refused_total 1.0" in text
-    assert 'botmemory_http_requests_total{method="POST",route="/api/v1/bots/{bot}/converse/{user_id}",status="200"} 1.0' in text
+    assert (
+        'botmemory_http_requests_total{method="POST",route="/api/v1/bots/{bot}/converse/{user_id}",status="200"} 1.0'
+        in text
+    )
     assert re.search(r"botmemory_turn_store_calls_total [1-9]", text)
     assert 'botmemory_store_calls_total{op="get"}' in text
     assert "botmemory_http_request_duration_seconds_bucket" in text

@@ -26,8 +26,14 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 DOCS = ROOT / "docs" / "screenshots"
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 USER = "admin-tester"
 
@@ -98,7 +104,9 @@ def test_sign_in_chat_edit_forget(browser: object, server: Served) -> None:
     expected = ("status of 401", "status of 403")
     page.on(
         "console",
-        lambda msg: errors.append(msg.text) if msg.type == "error" and not any(e in msg.text for e in expected) else None,
+        lambda msg: (
+            errors.append(msg.text) if msg.type == "error" and not any(e in msg.text for e in expected) else None
+        ),
     )
 
     # sign in with the token serve printed, from the keyboard
@@ -152,7 +160,8 @@ def test_sign_in_chat_edit_forget(browser: object, server: Served) -> None:
     # a state change without the CSRF header is refused, even with the cookie
     status = page.evaluate(
         "async (u) => (await fetch(`/api/v1/bots/example/users/${u}/variables/firstname`,"
-        " {method: 'DELETE', credentials: 'same-origin'})).status", USER,
+        " {method: 'DELETE', credentials: 'same-origin'})).status",
+        USER,
     )
     assert status == 403
 

@@ -47,9 +47,21 @@ def test_first_start_prints_an_admin_token_once_then_only_a_login_link(tmp_path:
 
 def test_beyond_loopback_without_a_token_refuses_to_start(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "botmemory", "--store", f"sqlite:///{tmp_path / 'x.db'}", "serve", "--host", "0.0.0.0",
-         "--port", "0"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "botmemory",
+            "--store",
+            f"sqlite:///{tmp_path / 'x.db'}",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2, done
     assert "token create --admin" in done.stderr and "Traceback" not in done.stderr
@@ -99,7 +111,8 @@ def test_v1_a_chunked_200_mb_body_is_refused_while_it_streams_and_memory_stays_f
     with httpx.Client(timeout=30) as client:
         try:
             response = client.put(
-                sqlite_server.url + "/api/v1/bots/example/kvs/big", content=body(),
+                sqlite_server.url + "/api/v1/bots/example/kvs/big",
+                content=body(),
                 headers={**sqlite_server.headers(), "Content-Type": "application/json"},
             )
             status = response.status_code
@@ -110,7 +123,10 @@ def test_v1_a_chunked_200_mb_body_is_refused_while_it_streams_and_memory_stays_f
     assert sent[0] < 200 * len(chunk)  # refused long before the end
     grown = sqlite_server.rss_kib() - before
     assert grown < 40_000, f"server RSS grew by {grown} KiB"
-    assert httpx.get(sqlite_server.url + "/api/v1/bots/example/kvs/big", headers=sqlite_server.headers()).status_code == 404
+    assert (
+        httpx.get(sqlite_server.url + "/api/v1/bots/example/kvs/big", headers=sqlite_server.headers()).status_code
+        == 404
+    )
 
 
 def test_v1_a_declared_huge_body_is_refused_before_it_is_read(sqlite_server: Served) -> None:
@@ -171,7 +187,9 @@ async def _served_async(store_url: str, cwd: Path, *args: str, **kwargs: Any) ->
         await asyncio.to_thread(manager.__exit__, None, None, None)
 
 
-@pytest.mark.parametrize("name", [pytest.param("redis", marks=pytest.mark.redis), pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "name", [pytest.param("redis", marks=pytest.mark.redis), pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def test_backend_down_is_503_within_5_s_and_the_server_recovers(name: str, tmp_path: Path) -> None:
     require_backend(name)
     url, option = _shared(name)
@@ -185,7 +203,9 @@ async def test_backend_down_is_503_within_5_s_and_the_server_recovers(name: str,
             httpx.AsyncClient(base_url=served.url, headers=served.headers(), timeout=30) as client,
         ):
             path = "/api/v1/bots/example/kvs/k"
-            assert (await client.put(path, content=b"1", headers={"Content-Type": "application/json"})).status_code == 200
+            assert (
+                await client.put(path, content=b"1", headers={"Content-Type": "application/json"})
+            ).status_code == 200
             for outage in (proxy.pause, proxy.close):  # frozen, then down
                 if outage == proxy.close:
                     proxy.resume()
@@ -241,7 +261,9 @@ async def append(ctx, item):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.mark.parametrize(
+    "name", [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("redis", marks=pytest.mark.redis)]
+)
 async def test_two_replicas_one_store(name: str, tmp_path: Path) -> None:
     require_backend(name)
     bots = tmp_path / "bots"
@@ -249,7 +271,7 @@ async def test_two_replicas_one_store(name: str, tmp_path: Path) -> None:
     url, option = _shared(name)
     store_url = f"{url}?{option}"
     try:
-        async with _served_async(store_url, tmp_path, "--no-janitor", bots=bots) as one:
+        async with _served_async(store_url, tmp_path, "--no-janitor", bots=bots) as one:  # noqa: SIM117 - two needs one's token
             async with _served_async(store_url, tmp_path, "--no-janitor", bots=bots, token=one.token) as two:
                 assert one.token is not None and two.token == one.token
                 clients = [httpx.AsyncClient(base_url=s.url, headers=s.headers(), timeout=30) for s in (one, two)]
@@ -269,14 +291,31 @@ async def test_two_replicas_one_store(name: str, tmp_path: Path) -> None:
                     assert items.json()["version"] == 200
                     # a token made while both run works at once on both
                     made = subprocess.run(
-                        [sys.executable, "-m", "botmemory", "--store", store_url, "--json", "token", "create", "--bot", "seq"],
-                        capture_output=True, text=True, timeout=60, check=True,
+                        [
+                            sys.executable,
+                            "-m",
+                            "botmemory",
+                            "--store",
+                            store_url,
+                            "--json",
+                            "token",
+                            "create",
+                            "--bot",
+                            "seq",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                        check=True,
                     )
                     token = __import__("json").loads(made.stdout)["token"]
                     for served in (one, two):
                         ok = httpx.get(f"{served.url}/api/v1/bots/seq/kvs", headers=served.headers(token))
                         assert ok.status_code == 200
-                        assert httpx.get(f"{served.url}/api/v1/bots/other/kvs", headers=served.headers(token)).status_code == 404
+                        assert (
+                            httpx.get(f"{served.url}/api/v1/bots/other/kvs", headers=served.headers(token)).status_code
+                            == 404
+                        )
                 finally:
                     for client in clients:
                         await client.aclose()

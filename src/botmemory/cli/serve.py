@@ -77,7 +77,10 @@ def serve(
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     max_auth_failures: int = typer.Option(
-        30, "--max-auth-failures", min=1, metavar="N",
+        30,
+        "--max-auth-failures",
+        min=1,
+        metavar="N",
         help="Failed authentications per client address and minute before it gets 429.",
     ),
 ) -> None:
@@ -120,8 +123,9 @@ def serve(
         janitor=janitor,
         janitor_interval=janitor_interval,
         max_auth_failures=max_auth_failures,
-        **({"timeout": opts.timeout} if opts.timeout is not None else {}),
     )
+    if opts.timeout is not None:
+        config.timeout = opts.timeout
     common = {"log_level": "info", "access_log": access_log, "timeout_graceful_shutdown": 5, "server_header": False}
     if workers == 1:
         server = uvicorn.Server(uvicorn.Config(create_app(config), **common))  # type: ignore[arg-type]
@@ -131,6 +135,9 @@ def serve(
 
     os.environ[CONFIG_ENV] = orjson.dumps(dataclasses.asdict(config)).decode()
     uv_config = uvicorn.Config(
-        "botmemory.http.app:app_from_env", factory=True, workers=workers, **common  # type: ignore[arg-type]
+        "botmemory.http.app:app_from_env",
+        factory=True,
+        workers=workers,
+        **common,  # type: ignore[arg-type]
     )
-    Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
+    Multiprocess(uv_config, sockets=[sock]).run()

@@ -52,9 +52,7 @@ def list_(ctx: typer.Context) -> None:
     if out.json:
         out.data([t.as_dict() for t in tokens])
         return
-    rows = [
-        [t.id, t.scope, show(t.bot or "-"), show(t.name or "-"), iso_time(t.created_at)] for t in tokens
-    ]
+    rows = [[t.id, t.scope, show(t.bot or "-"), show(t.name or "-"), iso_time(t.created_at)] for t in tokens]
     out.table(["id", "scope", "bot", "name", "created"], rows, title=f"{len(rows)} token(s)")
 
 

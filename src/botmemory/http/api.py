@@ -12,6 +12,7 @@ the bot did not exist; ``/global/kvs`` needs an admin token.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final, Literal
@@ -36,6 +37,8 @@ from .middleware import path_param
 from .state import current_conversation, live_sessions
 
 __all__ = ["router"]
+
+log = logging.getLogger("botmemory.http")
 
 JSON: Final = "application/json"
 _MAX_LIST: Final = 1000
@@ -84,7 +87,7 @@ async def read_json(request: Request) -> Any:
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     charset = params.strip().lower()
-    if charset and charset.replace(" ", "") not in ("charset=utf-8", "charset=\"utf-8\""):
+    if charset and charset.replace(" ", "") not in ("charset=utf-8", 'charset="utf-8"'):
         raise ApiError(415, "unsupported_media_type", "JSON bodies are UTF-8")
     body = await request.body()
     if not body:
@@ -98,7 +101,9 @@ async def read_json(request: Request) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidInputError(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise ValueTooLargeError("the body is nested too deeply") from None
     except ValueError as exc:
@@ -149,7 +154,7 @@ async def _missing(state: ServerState, kvs: KVS, key: str, what: str) -> KeyNotF
         if await kvs.is_expired(key):
             state.metrics.expired_reads.inc()
     except Exception:  # a metric must never turn a 404 into an error
-        pass
+        log.debug("expired-read check failed", exc_info=True)
     return KeyNotFoundError(f"{what} does not exist (or has expired)")
 
 
@@ -318,7 +323,7 @@ class Stats(BaseModel):
     janitor_last_run: float | None
 
 
-def _doc(model: type[BaseModel], *extra: int) -> dict[int | str, dict[str, Any]]:
+def _doc(model: Any, *extra: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
     responses.update(error_responses(*extra))
     return responses
@@ -378,16 +383,18 @@ async def converse(request: Request, bot: str, user_id: str, who: CallerDep) -> 
     cid = replies[0].get("conversation_id") if replies else message.conversation_id
     if cid is None:
         cid = await current_conversation(state.store, handle.id, user)
-    return ok({"responses": [{"type": r.get("type", "text"), "text": r.get("text", "")} for r in replies],
-               "conversation_id": cid})
+    return ok(
+        {
+            "responses": [{"type": r.get("type", "text"), "text": r.get("text", "")} for r in replies],
+            "conversation_id": cid,
+        }
+    )
 
 
 # -- the KVS ------------------------------------------------------------------------------
 
 QueryPath = Annotated[str | None, Query(description="a JSON path inside the value: a.b[0]")]
-QueryExpiry = Annotated[
-    str | None, Query(description='"30s", "10 m", "PT10M", "2030-01-01T00:00:00Z" or "never"')
-]
+QueryExpiry = Annotated[str | None, Query(description='"30s", "10 m", "PT10M", "2030-01-01T00:00:00Z" or "never"')]
 
 
 async def _kvs_get(state: ServerState, kvs: KVS, raw_key: str, path: str | None) -> Response:
@@ -405,14 +412,18 @@ async def _kvs_get(state: ServerState, kvs: KVS, raw_key: str, path: str | None)
 
 
 async def _kvs_put(
-    request: Request, state: ServerState, kvs: KVS, raw_key: str, path: str | None, expiry: str | None,
-    if_version: int | None, keep_ttl: bool,
+    request: Request,
+    state: ServerState,
+    kvs: KVS,
+    raw_key: str,
+    path: str | None,
+    expiry: str | None,
+    if_version: int | None,
+    keep_ttl: bool,
 ) -> Response:
     key = path_param(raw_key)
     value = await read_json(request)
-    version = await state.timed(
-        "set", kvs.set(key, value, path, expiry, keep_ttl=keep_ttl, if_version=if_version)
-    )
+    version = await state.timed("set", kvs.set(key, value, path, expiry, keep_ttl=keep_ttl, if_version=if_version))
     return ok({"key": key, "version": version})
 
 
@@ -427,9 +438,7 @@ def _page_scope(namespace: str, prefix: str) -> list[str]:
     return [namespace, prefix]
 
 
-async def _kvs_list(
-    state: ServerState, kvs: KVS, prefix: str, cursor: str | None, limit: int
-) -> Response:
+async def _kvs_list(state: ServerState, kvs: KVS, prefix: str, cursor: str | None, limit: int) -> Response:
     validate_prefix(prefix)
     after = None
     if cursor is not None:
@@ -470,12 +479,18 @@ _KEY_DOC = "the key; '/' may be sent as is, '%' as %25"
 QueryPrefix = Annotated[str, Query(description="list only keys starting with this literal prefix")]
 QueryCursor = Annotated[str | None, Query(description="the cursor of the previous page")]
 QueryLimit = Annotated[int, Query(ge=1, le=_MAX_LIST, description="page size")]
-QueryIfVersion = Annotated[int | None, Query(ge=0, description="compare-and-set: write only at this version (0: only if absent)")]
+QueryIfVersion = Annotated[
+    int | None, Query(ge=0, description="compare-and-set: write only at this version (0: only if absent)")
+]
 
 
 @router.get("/bots/{bot}/kvs", responses=_doc(KeyPage), response_class=Response, tags=["kvs"], summary="List keys")
 async def bot_kvs_list(
-    request: Request, bot: str, who: CallerDep, prefix: QueryPrefix = "", cursor: QueryCursor = None,
+    request: Request,
+    bot: str,
+    who: CallerDep,
+    prefix: QueryPrefix = "",
+    cursor: QueryCursor = None,
     limit: QueryLimit = 100,
 ) -> Response:
     """Live keys of the bot starting with the literal ``prefix``, in code point order, a page at a time."""
@@ -484,8 +499,12 @@ async def bot_kvs_list(
 
 
 @router.post(
-    "/bots/{bot}/kvs:batch", responses=_doc(BatchOut), response_class=Response,
-    openapi_extra=_model_doc(BatchIn, "Operations"), tags=["kvs"], summary="Several KVS operations",
+    "/bots/{bot}/kvs:batch",
+    responses=_doc(BatchOut),
+    response_class=Response,
+    openapi_extra=_model_doc(BatchIn, "Operations"),
+    tags=["kvs"],
+    summary="Several KVS operations",
 )
 async def bot_kvs_batch(request: Request, bot: str, who: CallerDep) -> Response:
     """``set`` (all or nothing, with one ``expiry``), then ``delete``, then ``get`` (live keys only)."""
@@ -494,7 +513,10 @@ async def bot_kvs_batch(request: Request, bot: str, who: CallerDep) -> Response:
 
 
 @router.get(
-    "/bots/{bot}/kvs/{key:path}", responses=_doc(KeyEntry), response_class=Response, tags=["kvs"],
+    "/bots/{bot}/kvs/{key:path}",
+    responses=_doc(KeyEntry),
+    response_class=Response,
+    tags=["kvs"],
     summary="Read a key",
 )
 async def bot_kvs_get(request: Request, bot: str, key: str, who: CallerDep, path: QueryPath = None) -> Response:
@@ -504,12 +526,22 @@ async def bot_kvs_get(request: Request, bot: str, key: str, who: CallerDep, path
 
 
 @router.put(
-    "/bots/{bot}/kvs/{key:path}", responses=_doc(Written, 409, 507), response_class=Response,
-    openapi_extra=VALUE_BODY, tags=["kvs"], summary="Write a key",
+    "/bots/{bot}/kvs/{key:path}",
+    responses=_doc(Written, 409, 507),
+    response_class=Response,
+    openapi_extra=VALUE_BODY,
+    tags=["kvs"],
+    summary="Write a key",
 )
 async def bot_kvs_put(
-    request: Request, bot: str, key: str, who: CallerDep, path: QueryPath = None, expiry: QueryExpiry = None,
-    if_version: QueryIfVersion = None, keep_ttl: bool = False,
+    request: Request,
+    bot: str,
+    key: str,
+    who: CallerDep,
+    path: QueryPath = None,
+    expiry: QueryExpiry = None,
+    if_version: QueryIfVersion = None,
+    keep_ttl: bool = False,
 ) -> Response:
     """Store the body at ``key`` (or at ``path`` inside it); answers the new version.
 
@@ -520,7 +552,10 @@ async def bot_kvs_put(
 
 
 @router.delete(
-    "/bots/{bot}/kvs/{key:path}", responses=_doc(Deleted), response_class=Response, tags=["kvs"],
+    "/bots/{bot}/kvs/{key:path}",
+    responses=_doc(Deleted),
+    response_class=Response,
+    tags=["kvs"],
     summary="Delete a key",
 )
 async def bot_kvs_delete(request: Request, bot: str, key: str, who: CallerDep) -> Response:
@@ -530,7 +565,10 @@ async def bot_kvs_delete(request: Request, bot: str, key: str, who: CallerDep) -
 
 
 @router.get(
-    "/global/kvs", responses=_doc(KeyPage, 403), response_class=Response, tags=["global kvs"],
+    "/global/kvs",
+    responses=_doc(KeyPage, 403),
+    response_class=Response,
+    tags=["global kvs"],
     summary="List server-wide keys",
 )
 async def global_kvs_list(
@@ -543,8 +581,12 @@ async def global_kvs_list(
 
 
 @router.post(
-    "/global/kvs:batch", responses=_doc(BatchOut, 403), response_class=Response,
-    openapi_extra=_model_doc(BatchIn, "Operations"), tags=["global kvs"], summary="Several server-wide KVS operations",
+    "/global/kvs:batch",
+    responses=_doc(BatchOut, 403),
+    response_class=Response,
+    openapi_extra=_model_doc(BatchIn, "Operations"),
+    tags=["global kvs"],
+    summary="Several server-wide KVS operations",
 )
 async def global_kvs_batch(request: Request, who: CallerDep) -> Response:
     """As ``/bots/{bot}/kvs:batch``, on the server-wide KVS (admin tokens only)."""
@@ -554,7 +596,10 @@ async def global_kvs_batch(request: Request, who: CallerDep) -> Response:
 
 
 @router.get(
-    "/global/kvs/{key:path}", responses=_doc(KeyEntry, 403), response_class=Response, tags=["global kvs"],
+    "/global/kvs/{key:path}",
+    responses=_doc(KeyEntry, 403),
+    response_class=Response,
+    tags=["global kvs"],
     summary="Read a server-wide key",
 )
 async def global_kvs_get(request: Request, key: str, who: CallerDep, path: QueryPath = None) -> Response:
@@ -565,12 +610,21 @@ async def global_kvs_get(request: Request, key: str, who: CallerDep, path: Query
 
 
 @router.put(
-    "/global/kvs/{key:path}", responses=_doc(Written, 403, 409), response_class=Response,
-    openapi_extra=VALUE_BODY, tags=["global kvs"], summary="Write a server-wide key",
+    "/global/kvs/{key:path}",
+    responses=_doc(Written, 403, 409),
+    response_class=Response,
+    openapi_extra=VALUE_BODY,
+    tags=["global kvs"],
+    summary="Write a server-wide key",
 )
 async def global_kvs_put(
-    request: Request, key: str, who: CallerDep, path: QueryPath = None, expiry: QueryExpiry = None,
-    if_version: QueryIfVersion = None, keep_ttl: bool = False,
+    request: Request,
+    key: str,
+    who: CallerDep,
+    path: QueryPath = None,
+    expiry: QueryExpiry = None,
+    if_version: QueryIfVersion = None,
+    keep_ttl: bool = False,
 ) -> Response:
     """As ``PUT /bots/{bot}/kvs/{key}``, on the server-wide KVS (admin tokens only)."""
     _admin(who)
@@ -579,7 +633,10 @@ async def global_kvs_put(
 
 
 @router.delete(
-    "/global/kvs/{key:path}", responses=_doc(Deleted, 403), response_class=Response, tags=["global kvs"],
+    "/global/kvs/{key:path}",
+    responses=_doc(Deleted, 403),
+    response_class=Response,
+    tags=["global kvs"],
     summary="Delete a server-wide key",
 )
 async def global_kvs_delete(request: Request, key: str, who: CallerDep) -> Response:
@@ -615,7 +672,9 @@ async def _variable_get(state: ServerState, bot: Bot, scope: Scope, raw_name: st
     return ok(_entry(entry, state.store.clock.now(), name=name))
 
 
-async def _variable_put(request: Request, state: ServerState, scope: Scope, raw_name: str, expiry: str | None) -> Response:
+async def _variable_put(
+    request: Request, state: ServerState, scope: Scope, raw_name: str, expiry: str | None
+) -> Response:
     name = path_param(raw_name)
     scope.key(name)  # a bad name is refused before the body is read
     value = await read_json(request)
@@ -646,7 +705,10 @@ def _global_scope(state: ServerState, who: Caller, bot: str) -> tuple[Bot, Scope
 
 
 @router.get(
-    "/bots/{bot}/users/{user}/variables", responses=_doc(VariableList), response_class=Response, tags=["memory"],
+    "/bots/{bot}/users/{user}/variables",
+    responses=_doc(VariableList),
+    response_class=Response,
+    tags=["memory"],
     summary="A user's variables",
 )
 async def user_variables(request: Request, bot: str, user: str, who: CallerDep) -> Response:
@@ -655,8 +717,11 @@ async def user_variables(request: Request, bot: str, user: str, who: CallerDep) 
 
 
 @router.get(
-    "/bots/{bot}/users/{user}/variables/{name}", responses=_doc(VariableEntry), response_class=Response,
-    tags=["memory"], summary="Read a user variable",
+    "/bots/{bot}/users/{user}/variables/{name}",
+    responses=_doc(VariableEntry),
+    response_class=Response,
+    tags=["memory"],
+    summary="Read a user variable",
 )
 async def user_variable_get(request: Request, bot: str, user: str, name: str, who: CallerDep) -> Response:
     state = get_state(request)
@@ -665,8 +730,12 @@ async def user_variable_get(request: Request, bot: str, user: str, name: str, wh
 
 
 @router.put(
-    "/bots/{bot}/users/{user}/variables/{name}", responses=_doc(VariableWritten, 507), response_class=Response,
-    openapi_extra=VALUE_BODY, tags=["memory"], summary="Set a user variable",
+    "/bots/{bot}/users/{user}/variables/{name}",
+    responses=_doc(VariableWritten, 507),
+    response_class=Response,
+    openapi_extra=VALUE_BODY,
+    tags=["memory"],
+    summary="Set a user variable",
 )
 async def user_variable_put(
     request: Request, bot: str, user: str, name: str, who: CallerDep, expiry: QueryExpiry = None
@@ -676,8 +745,11 @@ async def user_variable_put(
 
 
 @router.delete(
-    "/bots/{bot}/users/{user}/variables/{name}", responses=_doc(Deleted), response_class=Response,
-    tags=["memory"], summary="Delete a user variable",
+    "/bots/{bot}/users/{user}/variables/{name}",
+    responses=_doc(Deleted),
+    response_class=Response,
+    tags=["memory"],
+    summary="Delete a user variable",
 )
 async def user_variable_delete(request: Request, bot: str, user: str, name: str, who: CallerDep) -> Response:
     state = get_state(request)
@@ -685,8 +757,11 @@ async def user_variable_delete(request: Request, bot: str, user: str, name: str,
 
 
 @router.get(
-    "/bots/{bot}/conversations/{conversation}/variables", responses=_doc(VariableList), response_class=Response,
-    tags=["memory"], summary="A conversation's variables",
+    "/bots/{bot}/conversations/{conversation}/variables",
+    responses=_doc(VariableList),
+    response_class=Response,
+    tags=["memory"],
+    summary="A conversation's variables",
 )
 async def conversation_variables(request: Request, bot: str, conversation: str, who: CallerDep) -> Response:
     state = get_state(request)
@@ -694,8 +769,11 @@ async def conversation_variables(request: Request, bot: str, conversation: str, 
 
 
 @router.get(
-    "/bots/{bot}/conversations/{conversation}/variables/{name}", responses=_doc(VariableEntry),
-    response_class=Response, tags=["memory"], summary="Read a conversation variable",
+    "/bots/{bot}/conversations/{conversation}/variables/{name}",
+    responses=_doc(VariableEntry),
+    response_class=Response,
+    tags=["memory"],
+    summary="Read a conversation variable",
 )
 async def conversation_variable_get(
     request: Request, bot: str, conversation: str, name: str, who: CallerDep
@@ -706,8 +784,12 @@ async def conversation_variable_get(
 
 
 @router.put(
-    "/bots/{bot}/conversations/{conversation}/variables/{name}", responses=_doc(VariableWritten, 507),
-    response_class=Response, openapi_extra=VALUE_BODY, tags=["memory"], summary="Set a conversation variable",
+    "/bots/{bot}/conversations/{conversation}/variables/{name}",
+    responses=_doc(VariableWritten, 507),
+    response_class=Response,
+    openapi_extra=VALUE_BODY,
+    tags=["memory"],
+    summary="Set a conversation variable",
 )
 async def conversation_variable_put(
     request: Request, bot: str, conversation: str, name: str, who: CallerDep, expiry: QueryExpiry = None
@@ -717,8 +799,11 @@ async def conversation_variable_put(
 
 
 @router.delete(
-    "/bots/{bot}/conversations/{conversation}/variables/{name}", responses=_doc(Deleted), response_class=Response,
-    tags=["memory"], summary="Delete a conversation variable",
+    "/bots/{bot}/conversations/{conversation}/variables/{name}",
+    responses=_doc(Deleted),
+    response_class=Response,
+    tags=["memory"],
+    summary="Delete a conversation variable",
 )
 async def conversation_variable_delete(
     request: Request, bot: str, conversation: str, name: str, who: CallerDep
@@ -728,7 +813,10 @@ async def conversation_variable_delete(
 
 
 @router.get(
-    "/bots/{bot}/variables", responses=_doc(VariableList), response_class=Response, tags=["memory"],
+    "/bots/{bot}/variables",
+    responses=_doc(VariableList),
+    response_class=Response,
+    tags=["memory"],
     summary="The bot's global variables",
 )
 async def global_variables(request: Request, bot: str, who: CallerDep) -> Response:
@@ -737,7 +825,10 @@ async def global_variables(request: Request, bot: str, who: CallerDep) -> Respon
 
 
 @router.get(
-    "/bots/{bot}/variables/{name}", responses=_doc(VariableEntry), response_class=Response, tags=["memory"],
+    "/bots/{bot}/variables/{name}",
+    responses=_doc(VariableEntry),
+    response_class=Response,
+    tags=["memory"],
     summary="Read a global variable",
 )
 async def global_variable_get(request: Request, bot: str, name: str, who: CallerDep) -> Response:
@@ -747,8 +838,12 @@ async def global_variable_get(request: Request, bot: str, name: str, who: Caller
 
 
 @router.put(
-    "/bots/{bot}/variables/{name}", responses=_doc(VariableWritten, 507), response_class=Response,
-    openapi_extra=VALUE_BODY, tags=["memory"], summary="Set a global variable",
+    "/bots/{bot}/variables/{name}",
+    responses=_doc(VariableWritten, 507),
+    response_class=Response,
+    openapi_extra=VALUE_BODY,
+    tags=["memory"],
+    summary="Set a global variable",
 )
 async def global_variable_put(
     request: Request, bot: str, name: str, who: CallerDep, expiry: QueryExpiry = None
@@ -758,7 +853,10 @@ async def global_variable_put(
 
 
 @router.delete(
-    "/bots/{bot}/variables/{name}", responses=_doc(Deleted), response_class=Response, tags=["memory"],
+    "/bots/{bot}/variables/{name}",
+    responses=_doc(Deleted),
+    response_class=Response,
+    tags=["memory"],
     summary="Delete a global variable",
 )
 async def global_variable_delete(request: Request, bot: str, name: str, who: CallerDep) -> Response:
@@ -769,7 +867,9 @@ async def global_variable_delete(request: Request, bot: str, name: str, who: Cal
 # -- users and conversations ------------------------------------------------------------------
 
 
-@router.get("/bots/{bot}/users", responses=_doc(UserPage), response_class=Response, tags=["users"], summary="List users")
+@router.get(
+    "/bots/{bot}/users", responses=_doc(UserPage), response_class=Response, tags=["users"], summary="List users"
+)
 async def list_users(
     request: Request, bot: str, who: CallerDep, cursor: QueryCursor = None, limit: QueryLimit = 100
 ) -> Response:
@@ -805,12 +905,13 @@ async def list_users(
 
 
 @router.get(
-    "/bots/{bot}/conversations", responses=_doc(ConversationList), response_class=Response, tags=["users"],
+    "/bots/{bot}/conversations",
+    responses=_doc(ConversationList),
+    response_class=Response,
+    tags=["users"],
     summary="List conversations",
 )
-async def list_conversations(
-    request: Request, bot: str, who: CallerDep, limit: QueryLimit = 100
-) -> Response:
+async def list_conversations(request: Request, bot: str, who: CallerDep, limit: QueryLimit = 100) -> Response:
     """Conversations with a live session or with variables (at most ``limit`` of each)."""
     state = get_state(request)
     handle = _bot(state, who, bot)
@@ -823,7 +924,9 @@ async def list_conversations(
             "live": True,
             "flow": session.get("flow") if isinstance(session.get("flow"), str) else None,
             "node": session.get("node") if isinstance(session.get("node"), str) else None,
-            "last_activity": session.get("last_activity") if isinstance(session.get("last_activity"), float | int) else None,
+            "last_activity": session.get("last_activity")
+            if isinstance(session.get("last_activity"), float | int)
+            else None,
         }
     keys = await state.timed("keys", _collect(handle.kvs.keys(_CONVERSATIONS_PREFIX, limit=_STATS_SCAN)))
     for key in keys:
@@ -832,13 +935,23 @@ async def list_conversations(
             if len(found) >= 2 * limit:
                 more = True
                 break
-            found[owner] = {"id": owner, "user_id": None, "live": False, "flow": None, "node": None, "last_activity": None}
+            found[owner] = {
+                "id": owner,
+                "user_id": None,
+                "live": False,
+                "flow": None,
+                "node": None,
+                "last_activity": None,
+            }
     ordered = sorted(found.values(), key=lambda c: (-(c["last_activity"] or 0), c["id"]))
     return ok({"conversations": ordered, "truncated": more})
 
 
 @router.get(
-    "/bots/{bot}/users/{user}/export", responses=_doc(dict[str, Any]), response_class=Response, tags=["users"],
+    "/bots/{bot}/users/{user}/export",
+    responses=_doc(dict[str, Any]),
+    response_class=Response,
+    tags=["users"],
     summary="Export a user's data (GDPR)",
 )
 async def export_user(request: Request, bot: str, user: str, who: CallerDep) -> Response:
@@ -850,11 +963,17 @@ async def export_user(request: Request, bot: str, user: str, who: CallerDep) -> 
 
 
 @router.post(
-    "/bots/{bot}/users/{user}:forget", responses=_doc(Receipt, 409), response_class=Response, tags=["users"],
+    "/bots/{bot}/users/{user}:forget",
+    responses=_doc(Receipt, 409),
+    response_class=Response,
+    tags=["users"],
     summary="Erase a user (GDPR)",
 )
 async def forget_user(
-    request: Request, bot: str, user: str, who: CallerDep,
+    request: Request,
+    bot: str,
+    user: str,
+    who: CallerDep,
     dry_run: Annotated[bool, Query(description="only count what would be erased")] = False,
 ) -> Response:
     """Erase everything about the user and end their sessions; answers the receipt (counts, no values).
@@ -867,7 +986,10 @@ async def forget_user(
 
 
 @router.post(
-    "/bots/{bot}/users/{user}:hold", responses=_doc(Held), response_class=Response, tags=["users"],
+    "/bots/{bot}/users/{user}:hold",
+    responses=_doc(Held),
+    response_class=Response,
+    tags=["users"],
     openapi_extra={"requestBody": {"required": False, "content": {JSON: {"schema": HoldIn.model_json_schema()}}}},
     summary="Put a user under legal hold",
 )
@@ -884,7 +1006,10 @@ async def hold_user(request: Request, bot: str, user: str, who: CallerDep) -> Re
 
 
 @router.post(
-    "/bots/{bot}/users/{user}:release", responses=_doc(Held), response_class=Response, tags=["users"],
+    "/bots/{bot}/users/{user}:release",
+    responses=_doc(Held),
+    response_class=Response,
+    tags=["users"],
     summary="Lift a user's legal hold",
 )
 async def release_user(request: Request, bot: str, user: str, who: CallerDep) -> Response:
@@ -899,7 +1024,9 @@ async def release_user(request: Request, bot: str, user: str, who: CallerDep) ->
 
 # -- audit and dashboard ------------------------------------------------------------------------
 
-Reason = Literal["expired", "janitor", "policy", "end_of_conversation", "forget", "delete_prefix", "hold", "release", "timeout"]
+Reason = Literal[
+    "expired", "janitor", "policy", "end_of_conversation", "forget", "delete_prefix", "hold", "release", "timeout"
+]
 AuditScope = Literal["user", "conversation", "global", "kvs"]
 
 
@@ -921,7 +1048,9 @@ def _when(value: str | None, now: float, what: str) -> float | None:
 
 @router.get("/bots/{bot}/audit", responses=_doc(AuditOut), response_class=Response, tags=["audit"], summary="Audit log")
 async def audit(
-    request: Request, bot: str, who: CallerDep,
+    request: Request,
+    bot: str,
+    who: CallerDep,
     user: Annotated[str | None, Query(description="only records about this user")] = None,
     since: Annotated[str | None, Query(description="epoch seconds, or a duration back from now: 7d")] = None,
     until: Annotated[str | None, Query(description="epoch seconds, or a duration back from now")] = None,
@@ -938,7 +1067,10 @@ async def audit(
     records = await state.timed(
         "audit",
         AuditLog(state.store).query(
-            handle.id, user_id=user, since=_when(since, now, "since"), until=_when(until, now, "until"),
+            handle.id,
+            user_id=user,
+            since=_when(since, now, "since"),
+            until=_when(until, now, "until"),
             limit=10_000 if reason or scope else limit,
         ),
     )
@@ -952,7 +1084,9 @@ async def audit(
 _JANITOR_REASONS: Final = frozenset({"expired", "policy", "janitor", "timeout"})
 
 
-@router.get("/bots/{bot}/stats", responses=_doc(Stats), response_class=Response, tags=["dashboard"], summary="Dashboard")
+@router.get(
+    "/bots/{bot}/stats", responses=_doc(Stats), response_class=Response, tags=["dashboard"], summary="Dashboard"
+)
 async def stats(request: Request, bot: str, who: CallerDep) -> Response:
     """Counts for the admin dashboard: users, conversations, keys per scope, keys expiring soon,
     janitor deletions per hour over the last day, held users.

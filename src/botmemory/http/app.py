@@ -92,7 +92,7 @@ async def _janitor_loop(state: ServerState, interval: float) -> None:
 async def _open_runtime(store: Store, config: ServerConfig) -> Any:
     from ..runtime import Runtime
 
-    if Path(config.bots_dir).is_dir():
+    if Path(config.bots_dir).is_dir():  # noqa: ASYNC240 - once, at start-up
         runtime = await Runtime.open(store, config.bots_dir, lock_wait=config.lock_wait)
     else:
         log.warning("no bots folder at %s: no bot is mounted", config.bots_dir)
@@ -102,9 +102,7 @@ async def _open_runtime(store: Store, config: ServerConfig) -> Any:
     return runtime
 
 
-def create_app(
-    config: ServerConfig | None = None, *, store: Store | None = None, runtime: Any = None
-) -> FastAPI:
+def create_app(config: ServerConfig | None = None, *, store: Store | None = None, runtime: Any = None) -> FastAPI:
     """The botmemory server as an ASGI app.
 
     Args:
@@ -129,8 +127,11 @@ def create_app(
         try:
             the_runtime = runtime if runtime is not None else await _open_runtime(the_store, config)
             auth = Authenticator(
-                the_store, await signing_key(the_store), session_ttl=config.session_ttl,
-                max_failures=config.max_auth_failures, on_failure=metrics.auth_failures.inc,
+                the_store,
+                await signing_key(the_store),
+                session_ttl=config.session_ttl,
+                max_failures=config.max_auth_failures,
+                on_failure=metrics.auth_failures.inc,
             )
             state = ServerState(config, the_store, the_runtime, auth, metrics)
             metrics.watch_runtime(lambda: dict(the_runtime.metrics.as_dict()))
@@ -184,7 +185,9 @@ def _system_routes(app: FastAPI) -> None:
         try:
             await asyncio.wait_for(state.store.global_kvs.exists("readyz"), READY_TIMEOUT)
         except (StoreError, TimeoutError) as exc:
-            raise ApiError(503, "store_unavailable", f"the store does not answer: {exc or type(exc).__name__}") from None
+            raise ApiError(
+                503, "store_unavailable", f"the store does not answer: {exc or type(exc).__name__}"
+            ) from None
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     async def metrics(request: Request) -> Response:
@@ -193,24 +196,45 @@ def _system_routes(app: FastAPI) -> None:
             raise ApiError(403, "forbidden", "metrics need an admin token")
         return Response(get_state(request).metrics.render(), media_type=CONTENT_TYPE)
 
-    ok_doc = {200: {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+    ok_json = {"application/json": {"schema": {"type": "object"}}}
+    ok_doc: dict[int | str, dict[str, Any]] = {200: {"description": "OK", "content": ok_json}}
     for prefix in ("", "/api/v1"):
         in_schema = prefix == "/api/v1"
         app.add_api_route(
-            prefix + "/healthz", healthz, methods=["GET"], response_class=Response, include_in_schema=in_schema,
-            responses=ok_doc, tags=["health"], summary="Liveness (no auth)",
+            prefix + "/healthz",
+            healthz,
+            methods=["GET"],
+            response_class=Response,
+            include_in_schema=in_schema,
+            responses=ok_doc,
+            tags=["health"],
+            summary="Liveness (no auth)",
         )
         app.add_api_route(
-            prefix + "/readyz", readyz, methods=["GET"], response_class=Response, include_in_schema=in_schema,
-            responses={**ok_doc, **error_responses(503)}, tags=["health"], summary="Readiness: the store answers (no auth)",
+            prefix + "/readyz",
+            readyz,
+            methods=["GET"],
+            response_class=Response,
+            include_in_schema=in_schema,
+            responses={**ok_doc, **error_responses(503)},
+            tags=["health"],
+            summary="Readiness: the store answers (no auth)",
         )
         app.add_api_route(
-            prefix + "/metrics", metrics, methods=["GET"], response_class=Response, include_in_schema=in_schema,
+            prefix + "/metrics",
+            metrics,
+            methods=["GET"],
+            response_class=Response,
+            include_in_schema=in_schema,
             responses={
-                200: {"description": "Prometheus text", "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}},
+                200: {
+                    "description": "Prometheus text",
+                    "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
+                },
                 **error_responses(401, 403, 429, 503),
             },
-            tags=["health"], summary="Prometheus metrics (admin token)",
+            tags=["health"],
+            summary="Prometheus metrics (admin token)",
         )
 
 

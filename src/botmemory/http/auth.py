@@ -80,7 +80,9 @@ class _FailureBrake:
         if len(times) >= self.max_failures:
             retry = max(1, int(times[0] + _WINDOW - now) + 1)
             raise ApiError(
-                429, "too_many_requests", "too many failed authentications from this address; wait and retry",
+                429,
+                "too_many_requests",
+                "too many failed authentications from this address; wait and retry",
                 {"Retry-After": str(retry)},
             )
 
@@ -193,9 +195,9 @@ class Authenticator:
         found = await self._from_cookie(cookie)
         if found is None:
             raise self._fail(client, "the session has expired or its token was revoked: sign in again")
-        token, csrf = found
+        info, csrf = found
         if request.method not in _SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent.encode(), csrf.encode()):
                 raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header for a session request")
-        return Caller(token, via_cookie=True, csrf=csrf)
+        return Caller(info, via_cookie=True, csrf=csrf)

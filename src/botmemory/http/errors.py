@@ -35,7 +35,15 @@ from ..errors import (
     VersionConflictError,
 )
 
-__all__ = ["ApiError", "BodyTooLargeError", "ErrorBody", "error_response", "error_responses", "install_error_handlers", "status_of"]
+__all__ = [
+    "ApiError",
+    "BodyTooLargeError",
+    "ErrorBody",
+    "error_response",
+    "error_responses",
+    "install_error_handlers",
+    "status_of",
+]
 
 log = logging.getLogger("botmemory.http")
 

@@ -34,7 +34,8 @@ class _TurnTotals(Collector):
             "botmemory_turn_store_calls", "Store calls made by conversation turns", value=totals.get("store_calls", 0)
         )
         yield CounterMetricFamily(
-            "botmemory_turn_store_seconds", "Seconds conversation turns spent in the store",
+            "botmemory_turn_store_seconds",
+            "Seconds conversation turns spent in the store",
             value=totals.get("store_seconds", 0.0),
         )
         yield CounterMetricFamily(
@@ -52,18 +53,27 @@ class ServerMetrics:
             "botmemory_http_requests", "HTTP requests answered", ["method", "route", "status"], registry=r
         )
         self.latency = Histogram(
-            "botmemory_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "botmemory_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.turns = Counter("botmemory_turns", "Conversation turns", ["bot"], registry=r)
         self.turn_latency = Histogram(
-            "botmemory_turn_duration_seconds", "Conversation turn latency", ["bot"], buckets=_LATENCY_BUCKETS,
+            "botmemory_turn_duration_seconds",
+            "Conversation turn latency",
+            ["bot"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.store_calls = Counter("botmemory_store_calls", "Store calls made by the HTTP API", ["op"], registry=r)
         self.store_latency = Histogram(
-            "botmemory_store_call_duration_seconds", "Latency of the HTTP API's store calls", ["op"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "botmemory_store_call_duration_seconds",
+            "Latency of the HTTP API's store calls",
+            ["op"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.store_errors = Counter(
             "botmemory_store_errors", "Store calls that failed (backend down or too slow)", ["op"], registry=r
@@ -82,14 +92,19 @@ class ServerMetrics:
         )
         self.janitor_errors = Counter("botmemory_janitor_errors", "Errors met by janitor runs", registry=r)
         self.janitor_duration = Histogram(
-            "botmemory_janitor_run_duration_seconds", "Janitor run duration",
-            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300), registry=r,
-        )
-        self.janitor_last = Gauge(
-            "botmemory_janitor_last_run_timestamp_seconds", "When this process last finished a janitor run",
+            "botmemory_janitor_run_duration_seconds",
+            "Janitor run duration",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
             registry=r,
         )
-        self.auth_failures = Counter("botmemory_auth_failures", "Requests refused for a bad or missing token", registry=r)
+        self.janitor_last = Gauge(
+            "botmemory_janitor_last_run_timestamp_seconds",
+            "When this process last finished a janitor run",
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "botmemory_auth_failures", "Requests refused for a bad or missing token", registry=r
+        )
         self._route_labels: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def watch_runtime(self, totals: Callable[[], dict[str, float | int] | None]) -> None:

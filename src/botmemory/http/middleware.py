@@ -77,7 +77,9 @@ def _query_problem(query: bytes) -> str | None:
         except UnicodeDecodeError:
             return "the query string is not valid UTF-8 once percent-decoded"
         if decoded_name.lower() in TOKEN_PARAMS:
-            return f"credentials in the query string ({decoded_name!r}) are refused: send 'Authorization: Bearer <token>'"
+            return (
+                f"credentials in the query string ({decoded_name!r}) are refused: send 'Authorization: Bearer <token>'"
+            )
     return None
 
 
@@ -124,7 +126,9 @@ class RequestGuard:
             route = scope.get("route")
             template = getattr(route, "path", None) if route is not None else None
             self.metrics.observe_request(
-                scope.get("method", "GET"), template or "(unmatched)", status_box[0] or 500,
+                scope.get("method", "GET"),
+                template or "(unmatched)",
+                status_box[0] or 500,
                 time.perf_counter() - started,
             )
 
@@ -136,7 +140,9 @@ class RequestGuard:
         headers = scope.get("headers", ())
         if len(headers) > MAX_HEADERS or sum(len(n) + len(v) for n, v in headers) > MAX_HEADER_BYTES:
             await self._refuse(
-                send, 431, "headers_too_large",
+                send,
+                431,
+                "headers_too_large",
                 f"at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of headers are accepted",
             )
             return
@@ -145,7 +151,9 @@ class RequestGuard:
             try:
                 scope["path"] = decode_path(raw)
             except UnicodeDecodeError:
-                await self._refuse(send, 400, "invalid_path_encoding", "the request path is not valid UTF-8 once percent-decoded")
+                await self._refuse(
+                    send, 400, "invalid_path_encoding", "the request path is not valid UTF-8 once percent-decoded"
+                )
                 return
         problem = _query_problem(scope.get("query_string", b""))
         if problem is not None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import os
+import re
 import secrets
 import socket
 import uuid
@@ -42,13 +42,13 @@ __all__ = [
     "Lease",
     "TokenInfo",
     "consume_login_code",
-    "current_conversation",
-    "live_sessions",
     "create_login_code",
     "create_token",
+    "current_conversation",
     "get_token",
     "has_tokens",
     "list_tokens",
+    "live_sessions",
     "revoke_token",
     "signing_key",
     "verify_token",
@@ -56,7 +56,7 @@ __all__ = [
 
 TOKENS_NS: Final = "__rt/http/tokens"
 LOGIN_NS: Final = "__rt/http/login"
-SECRET_NS: Final = "__rt/http/secret"
+SECRET_NS: Final = "__rt/http/secret"  # noqa: S105 - a namespace name, not a secret
 LEASES_NS: Final = "__rt/http/leases"
 
 LOGIN_CODE_TTL: Final = 900.0
@@ -113,7 +113,9 @@ def _tokens(store: Store) -> KVS:
     return store.private_kvs(TOKENS_NS)
 
 
-async def create_token(store: Store, *, bot: str | None = None, admin: bool = False, name: str | None = None) -> tuple[str, TokenInfo]:
+async def create_token(
+    store: Store, *, bot: str | None = None, admin: bool = False, name: str | None = None
+) -> tuple[str, TokenInfo]:
     """Create a token for one bot (``bot=``) or for everything (``admin=True``).
 
     Returns:
@@ -126,7 +128,9 @@ async def create_token(store: Store, *, bot: str | None = None, admin: bool = Fa
         raise InvalidInputError("a token is either for one bot (--bot BOT) or admin (--admin)")
     if bot is not None:
         validate_bot_id(bot)
-    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable()):
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable()
+    ):
         raise InvalidInputError("a token name is 1 to 200 printable characters")
     kvs = _tokens(store)
     while True:

@@ -20,7 +20,7 @@ from .context import get_state
 from .errors import ApiError, error_responses
 from .state import consume_login_code, verify_token
 
-__all__ = ["STATIC_DIR", "SECURITY_HEADERS", "router"]
+__all__ = ["SECURITY_HEADERS", "STATIC_DIR", "router"]
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 
@@ -77,7 +77,9 @@ async def ui_page() -> Response:
     "/ui/login",
     response_class=Response,
     responses={200: {"model": SessionOut}, **error_responses(400, 401, 413, 415, 422, 429, 503)},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": LoginIn.model_json_schema()}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": LoginIn.model_json_schema()}}}
+    },
     summary="Sign the admin UI in",
 )
 async def login(request: Request) -> Response:
@@ -97,14 +99,21 @@ async def login(request: Request) -> Response:
     cookie, csrf = state.auth.new_session(info)
     response = ok(_session(info, csrf))
     response.set_cookie(
-        COOKIE, cookie, max_age=int(state.auth.session_ttl), httponly=True, samesite="strict",
-        secure=request.url.scheme == "https", path="/",
+        COOKIE,
+        cookie,
+        max_age=int(state.auth.session_ttl),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
     )
     return response
 
 
 @router.get(
-    "/ui/session", response_class=Response, responses={200: {"model": SessionOut}, **error_responses(401, 429, 503)},
+    "/ui/session",
+    response_class=Response,
+    responses={200: {"model": SessionOut}, **error_responses(401, 429, 503)},
     summary="The signed-in session",
 )
 async def session(who: Annotated[Caller, Depends(caller)]) -> Response:
@@ -115,7 +124,9 @@ async def session(who: Annotated[Caller, Depends(caller)]) -> Response:
 
 
 @router.post(
-    "/ui/logout", response_class=Response, responses={200: {"model": dict[str, bool]}, **error_responses(401, 403, 429)},
+    "/ui/logout",
+    response_class=Response,
+    responses={200: {"model": dict[str, bool]}, **error_responses(401, 403, 429)},
     summary="Sign the admin UI out",
 )
 async def logout(request: Request, who: Annotated[Caller, Depends(caller)]) -> Response:
@@ -123,4 +134,3 @@ async def logout(request: Request, who: Annotated[Caller, Depends(caller)]) -> R
     response = ok({"signed_out": True})
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
-
