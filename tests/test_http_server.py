@@ -321,3 +321,28 @@ async def test_two_replicas_one_store(name: str, tmp_path: Path) -> None:
                         await client.aclose()
     finally:
         await _drop(url, option)
+
+
+async def test_the_listening_socket_gives_connections_without_nagle() -> None:
+    """A response written in two parts must not wait for a delayed ACK (it took 44 ms a request)."""
+    from botmemory.cli.serve import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    accepted: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(handle, sock=sock)
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+        writer.close()
+        for _ in range(100):
+            if accepted:
+                break
+            await asyncio.sleep(0.01)
+        assert accepted == [1]
+    finally:
+        server.close()
+        await server.wait_closed()

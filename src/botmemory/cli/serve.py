@@ -42,6 +42,27 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: a free port) for uvicorn.
+
+    Raises:
+        InvalidInputError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say they are TCP,
+    # and a response written in two parts (head, body) would otherwise wait ~40 ms for a delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
 async def _prepare(store_url: str, timeout: float | None, loopback: bool) -> tuple[str | None, str | None]:
     """The admin token created now (if any) and a one-time login code (on loopback)."""
     from ..http import state
@@ -96,16 +117,7 @@ def serve(
     loopback = is_loopback(host)
     created, code = asyncio.run(_prepare(opts.store_url, opts.timeout, loopback))
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise InvalidInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock = listening_socket(host, port)
     url = _url(host, sock.getsockname()[1])
 
     lines = [f"botmemory serve: {url}/ui/ (API: {url}/api/v1, OpenAPI: {url}/openapi.json)"]
