@@ -19,7 +19,17 @@ from typing import Annotated, Any, Final, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from starlette.responses import Response
 
 from ..errors import InvalidInputError, KeyNotFoundError, ValueTooLargeError, ValueTypeError
@@ -369,7 +379,10 @@ async def converse(request: Request, bot: str, user_id: str, who: CallerDep) -> 
     (a new one starts when there is none). A conversation id that belongs
     to another user answers 404.
     """
-    state = get_state(request)
+    return await _converse(request, get_state(request), who, bot, user_id)
+
+
+async def _converse(request: Request, state: ServerState, who: Caller, bot: str, user_id: str) -> Response:
     handle = _bot(state, who, bot)
     user = path_param(user_id)
     validate_key(user, state.store.limits.max_id_bytes, "user id")
@@ -523,6 +536,63 @@ async def bot_kvs_get(request: Request, bot: str, key: str, who: CallerDep, path
     """The value with its version, times and seconds left; with ``path``, only that part of it."""
     state = get_state(request)
     return await _kvs_get(state, _bot(state, who, bot).kvs, key, path)
+
+
+# -- hot paths without FastAPI's dependency machinery ------------------------------------------
+# Mounted in front of their FastAPI twins (which stay, for the OpenAPI document and
+# as the reference): the same checks, parameters and answers, in a quarter of the
+# time per request (solving dependencies and matching ~40 routes cost ~270 µs).
+
+_BOOL: Final = TypeAdapter(bool)
+_INT: Final = TypeAdapter(int)
+
+
+def _query(request: Request, name: str, adapter: TypeAdapter[Any], minimum: int | None = None) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = adapter.validate_python(raw)
+    except ValidationError:
+        raise ApiError(422, "validation_error", f"query.{name}: not a valid {adapter.core_schema['type']}") from None
+    if minimum is not None and value < minimum:
+        raise ApiError(422, "validation_error", f"query.{name}: must be >= {minimum}")
+    return value
+
+
+async def fast_kvs_get(request: Request) -> Response:
+    """``GET /api/v1/bots/{bot}/kvs/{key}`` (see ``bot_kvs_get``)."""
+    state = get_state(request)
+    who = await state.auth.authenticate(request)
+    params = request.path_params
+    return await _kvs_get(state, _bot(state, who, params["bot"]).kvs, params["key"], request.query_params.get("path"))
+
+
+async def fast_kvs_put(request: Request) -> Response:
+    """``PUT /api/v1/bots/{bot}/kvs/{key}`` (see ``bot_kvs_put``)."""
+    state = get_state(request)
+    who = await state.auth.authenticate(request)
+    params, query = request.path_params, request.query_params
+    if_version = _query(request, "if_version", _INT, minimum=0)
+    keep_ttl = bool(_query(request, "keep_ttl", _BOOL))
+    kvs = _bot(state, who, params["bot"]).kvs
+    return await _kvs_put(
+        request, state, kvs, params["key"], query.get("path"), query.get("expiry"), if_version, keep_ttl
+    )
+
+
+async def fast_converse(request: Request) -> Response:
+    """``POST /api/v1/bots/{bot}/converse/{user_id}`` (see ``converse``)."""
+    state = get_state(request)
+    who = await state.auth.authenticate(request)
+    return await _converse(request, state, who, request.path_params["bot"], request.path_params["user_id"])
+
+
+FAST_ROUTES: Final = (
+    ("/api/v1/bots/{bot}/kvs/{key:path}", fast_kvs_get, "GET"),
+    ("/api/v1/bots/{bot}/kvs/{key:path}", fast_kvs_put, "PUT"),
+    ("/api/v1/bots/{bot}/converse/{user_id}", fast_converse, "POST"),
+)
 
 
 @router.put(
