@@ -17,6 +17,7 @@ both alike; the goals compare round with round.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -120,22 +121,26 @@ async def _in_process(url: str, bots: Path, ops: int) -> dict[str, float]:
             out[f"{op}_rps"] = len(times) / (sum(times) / 1e9)
             out[f"{op}_p50"] = statistics.median(times) / 1000
             out[f"{op}_p99"] = percentile(times, 99)
-        runtime = await Runtime.open(store, bots)
-        for text in SCRIPT:
-            await runtime.converse(BOT, user_id="warmup", text=text)
-        times = []
-        users = max(4, min(ops, 2_000) // len(SCRIPT))
-        for user in range(users):
-            for text in SCRIPT:
-                start = perf_counter_ns()
-                await runtime.converse(BOT, user_id=f"in-{user}", text=text)
-                times.append(perf_counter_ns() - start)
-        out["turns"] = len(times) / (sum(times) / 1e9)
-        out["turns_p50"] = statistics.median(times) / 1000
-        out["turns_p99"] = percentile(times, 99)
         return out
     finally:
         await store.close()
+
+
+async def _turns_in_process(runtime: Runtime, turns: int, tag: str) -> dict[str, float]:
+    """Turns/s with CONCURRENCY tasks, each a user holding conversations one after another (as the load process)."""
+    times: list[int] = []
+    per = turns // CONCURRENCY
+
+    async def user(c: int) -> None:
+        for i in range(per):
+            start = perf_counter_ns()
+            await runtime.converse(BOT, user_id=f"{tag}{c}-{i // len(SCRIPT)}", text=SCRIPT[i % len(SCRIPT)])
+            times.append(perf_counter_ns() - start)
+
+    started = perf_counter_ns()
+    await asyncio.gather(*(user(c) for c in range(CONCURRENCY)))
+    elapsed = (perf_counter_ns() - started) / 1e9
+    return {"rps": len(times) / elapsed, "p50_us": statistics.median(times) / 1000, "p99_us": percentile(times, 99)}
 
 
 @scenario(
@@ -172,9 +177,7 @@ async def http_scenario(config: Config, log: Log) -> list[Row]:
         await seed.bot(BOT).kvs.set(KEY, VALUE, expiry=3600)
         await seed.close()
         inproc = await _in_process(url, bots, ops)
-        log(
-            f"  in-process: get {inproc['get_rps']:,.0f}/s, set {inproc['put_rps']:,.0f}/s, {inproc['turns']:,.0f} turns/s"
-        )
+        log(f"  in-process: get {inproc['get_rps']:,.0f}/s, set {inproc['put_rps']:,.0f}/s")
 
         ours = _Process(
             [
@@ -223,21 +226,30 @@ async def http_scenario(config: Config, log: Log) -> list[Row]:
                     "body": orjson.dumps(VALUE).decode(),
                 }
             )
+            store = await botmemory.open(url)
+            runtime = await Runtime.open(store, bots)
             turns_n = max(
                 len(SCRIPT) * CONCURRENCY, (min(ops, 2_000) // (len(SCRIPT) * CONCURRENCY)) * len(SCRIPT) * CONCURRENCY
             )
-            converse = _load(
-                {
-                    **base,
-                    "requests": turns_n,
-                    "warmup": len(SCRIPT),
-                    "port": port,
-                    "method": "POST",
-                    "path": f"/api/v1/bots/{BOT}/converse/",
-                    "headers": {**auth, "Content-Type": "application/json"},
-                    "converse": list(SCRIPT),
-                }
-            )
+            await _turns_in_process(runtime, len(SCRIPT) * CONCURRENCY, "warm")
+            converse_rounds, inproc_turns = [], []
+            for r in range(rounds):
+                inproc_turns.append(await _turns_in_process(runtime, turns_n, f"in{r}-"))
+                converse_rounds.append(
+                    _load(
+                        {
+                            **base,
+                            "requests": turns_n,
+                            "warmup": len(SCRIPT) if r == 0 else 0,
+                            "port": port,
+                            "method": "POST",
+                            "path": f"/api/v1/bots/{BOT}/converse/r{r}-",
+                            "headers": {**auth, "Content-Type": "application/json"},
+                            "converse": list(SCRIPT),
+                        }
+                    )
+                )
+            await store.close()
         finally:
             ours.stop()
             minimal.stop()
@@ -257,11 +269,11 @@ async def http_scenario(config: Config, log: Log) -> list[Row]:
             "get_p99": med(ours_rounds, "p99_us"),
             "put_rps": put["rps"],
             "put_p99": put["p99_us"],
-            "turns": converse["rps"],
-            "turns_p50": converse["p50_us"],
-            "turns_p99": converse["p99_us"],
+            "turns": med(converse_rounds, "rps"),
+            "turns_p50": med(converse_rounds, "p50_us"),
+            "turns_p99": med(converse_rounds, "p99_us"),
         },
-        rounds={"get_rps": [r["rps"] for r in ours_rounds]},
+        rounds={"get_rps": [r["rps"] for r in ours_rounds], "turns": [r["rps"] for r in converse_rounds]},
     )
     minimal_row = Row(
         "http",
@@ -279,15 +291,18 @@ async def http_scenario(config: Config, log: Log) -> list[Row]:
         "http",
         None,
         {
-            k: inproc[k]
-            for k in ("get_rps", "get_p50", "get_p99", "put_rps", "put_p99", "turns", "turns_p50", "turns_p99")
+            **{k: inproc[k] for k in ("get_rps", "get_p50", "get_p99", "put_rps", "put_p99")},
+            "turns": med(inproc_turns, "rps"),
+            "turns_p50": med(inproc_turns, "p50_us"),
+            "turns_p99": med(inproc_turns, "p99_us"),
         },
+        rounds={"turns": [r["rps"] for r in inproc_turns]},
     )
     log(
         f"  HTTP GET {http_row.metrics['get_rps']:,.0f}/s vs minimal {minimal_row.metrics['get_rps']:,.0f}/s "
         f"({http_row.metrics['get_rps'] / minimal_row.metrics['get_rps']:.2f}x); PUT {put['rps']:,.0f}/s; "
-        f"converse {converse['rps']:,.0f} turns/s vs in-process {inproc['turns']:,.0f} "
-        f"({converse['rps'] / inproc['turns']:.2f}x); HTTP GET vs in-process get "
+        f"converse {http_row.metrics['turns']:,.0f} turns/s vs in-process {inproc_row.metrics['turns']:,.0f} "
+        f"({http_row.metrics['turns'] / inproc_row.metrics['turns']:.2f}x); HTTP GET vs in-process get "
         f"{http_row.metrics['get_rps'] / inproc['get_rps']:.2f}x"
     )
     return [r for r in (http_row, minimal_row, inproc_row) if r.target in wanted]
