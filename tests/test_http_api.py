@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -422,3 +423,19 @@ async def test_errors_of_the_framework_use_the_one_shape(api: Api) -> None:
     assert_error(await api.call("GET", "/api/v1/nothing-here"), 404)
     assert_error(await api.call("PATCH", f"/api/v1/bots/{BOT}/kvs/k"), 405)
     assert_error(await api.call("GET", f"/api/v1/bots/{BOT}/kvs", params={"limit": "many"}), 422)
+
+
+async def test_the_lifespan_runs_the_janitor_every_interval(clock: FakeClock) -> None:
+    store = await botmemory.open("memory://", clock=clock)
+    try:
+        await store.bot(BOT).kvs.set("gone", 1, expiry="1s")
+        clock.advance(5)
+        async with running_app(store, janitor=True, janitor_interval=0.02) as api:
+            for _ in range(500):  # polls the server's own loop (real time), not an expiry
+                if api.app.state.server.janitor_last_run is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert api.app.state.server.janitor_report["purged"] == 1
+            assert "botmemory_janitor_runs_total" in (await api.call("GET", "/metrics")).text
+    finally:
+        await store.close()
