@@ -346,3 +346,8 @@ async def test_the_listening_socket_gives_connections_without_nagle() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_serve_on_a_memory_store_uses_the_token_it_printed(tmp_path: Path) -> None:
+    with serve("memory://", tmp_path, "--no-janitor") as served:
+        assert httpx.get(served.url + "/api/v1/bots", headers=served.headers()).status_code == 200

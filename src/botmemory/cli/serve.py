@@ -63,8 +63,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _prepare(store_url: str, timeout: float | None, loopback: bool) -> tuple[str | None, str | None]:
-    """The admin token created now (if any) and a one-time login code (on loopback)."""
+async def _prepare(
+    store_url: str, timeout: float | None, loopback: bool, keep: bool
+) -> tuple[str | None, str | None, Store | None]:
+    """The admin token created now (if any), a one-time login code (on loopback), and the store if ``keep``."""
     from ..http import state
 
     store: Store = await open_store(store_url, timeout)
@@ -82,9 +84,10 @@ async def _prepare(store_url: str, timeout: float | None, loopback: bool) -> tup
             admins = [t for t in await state.list_tokens(store) if t.is_admin]
             if admins:
                 code = await state.create_login_code(store, admins[0].id)
-        return created, code
+        return created, code, store if keep else None
     finally:
-        await store.close()
+        if not keep:
+            await store.close()
 
 
 def serve(
@@ -115,7 +118,11 @@ def serve(
     if janitor_interval is not None and not (math.isfinite(janitor_interval) and 0 < janitor_interval <= 86_400):
         raise InvalidInputError("--janitor-interval must be between 0 and 86400 seconds")
     loopback = is_loopback(host)
-    created, code = asyncio.run(_prepare(opts.store_url, opts.timeout, loopback))
+    # a memory:// store lives in this process only: the server must use the one the token went into
+    in_memory = opts.store_url.startswith("memory:")
+    if in_memory and workers > 1:
+        raise InvalidInputError("a memory:// store lives in one process: --workers needs sqlite, postgresql or redis")
+    created, code, kept = asyncio.run(_prepare(opts.store_url, opts.timeout, loopback, keep=in_memory))
 
     sock = listening_socket(host, port)
     url = _url(host, sock.getsockname()[1])
@@ -140,7 +147,7 @@ def serve(
         config.timeout = opts.timeout
     common = {"log_level": "info", "access_log": access_log, "timeout_graceful_shutdown": 5, "server_header": False}
     if workers == 1:
-        server = uvicorn.Server(uvicorn.Config(create_app(config), **common))  # type: ignore[arg-type]
+        server = uvicorn.Server(uvicorn.Config(create_app(config, store=kept), **common))  # type: ignore[arg-type]
         server.run(sockets=[sock])
         return
     from uvicorn.supervisors import Multiprocess

@@ -105,7 +105,6 @@ class ServerMetrics:
         self.auth_failures = Counter(
             "botmemory_auth_failures", "Requests refused for a bad or missing token", registry=r
         )
-        self._route_labels: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def watch_runtime(self, totals: Callable[[], dict[str, float | int] | None]) -> None:
         """Export the runtime's turn totals (read at every scrape)."""
