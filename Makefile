@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
-# The example bot in a terminal chat, on the embedded SQLite default (./botmemory.db).
-# (`python -m botmemory.demo` shows the three scopes and an expiring key without a bot.)
+# The server with the example bot on the embedded SQLite default (./botmemory.db):
+# prints the admin UI's URL (and, on first start, an admin token and a one-time
+# login link), serves until Ctrl-C. `.venv/bin/botmemory --bots bots chat example`
+# is the terminal chat; `python -m botmemory.demo` shows the scopes without a bot.
 run: $(STAMP)
-	$(BIN)/botmemory --bots bots chat example
+	$(BIN)/botmemory --bots bots serve
 
 # The whole suite. pytest exits 5 when it collects nothing: that is a failure too.
 test: $(STAMP)

@@ -102,6 +102,22 @@ GOALS: list[Goal] = [
         ("lg-memory-sync", "lg-memory-async"),
         1.0,
     ),
+    Goal(
+        "HTTP KVS GET ≥ 0.6× a minimal Starlette endpoint reading the key with raw sqlite3 (1 worker)",
+        "http",
+        "get_rps",
+        "bm-http",
+        ("minimal-starlette",),
+        0.6,
+    ),
+    Goal(
+        "converse over HTTP ≥ 0.5× in-process turns/s",
+        "http",
+        "turns",
+        "bm-http",
+        ("bm-inprocess",),
+        0.5,
+    ),
 ]
 
 

@@ -145,7 +145,7 @@ def test_kvs_method_signatures() -> None:
         "get_many": ["keys"],
         "set_many": ["mapping", "expiry"],
         "delete_many": ["keys"],
-        "keys": ["prefix", "limit"],
+        "keys": ["prefix", "limit", "after"],
         "delete_prefix": ["prefix", "all"],
         "ttl": ["key"],
         "expire": ["key", "expiry"],

@@ -12,6 +12,8 @@
     user export|forget|hold|release
     audit BOT                   why data disappeared
     dump / load                 JSONL copy of a whole store, between any backends
+    serve                       the HTTP API and the web admin (/ui)
+    token create|list|revoke    API tokens of serve
 
 Errors: one line on stderr; exit 2 for bad input (usage, invalid keys or
 values, missing keys, legal hold, version conflicts), 1 for other failures
@@ -30,7 +32,7 @@ from typer.core import TyperGroup
 
 from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
-from . import audit, chat, init, janitor, kvs, memory, users
+from . import audit, chat, init, janitor, kvs, memory, serve, tokens, users
 from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
 from .dump import dump_command, load_command
 
@@ -131,12 +133,14 @@ def _global_options(
 app.add_typer(kvs.app, name="kvs")
 app.add_typer(memory.app, name="memory")
 app.add_typer(users.app, name="user")
+app.add_typer(tokens.app, name="token")
 app.command("init")(init.init)
 app.command("chat")(chat.chat)
 app.command("janitor")(janitor.janitor)
 app.command("audit")(audit.audit)
 app.command("dump")(dump_command)
 app.command("load")(load_command)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:
