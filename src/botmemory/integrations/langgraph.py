@@ -863,8 +863,9 @@ class BotMemoryStore(BaseStore):
             values = await self.kvs.get_many([loc.kvs_key for loc in found if loc.needs_value])
             for loc in found:
                 value = values.get(loc.kvs_key)
-                if loc.needs_value and isinstance(value, dict):
-                    loc.namespace, loc.key = tuple(value.get("namespace", loc.namespace)), value.get("key", loc.key)
+                if loc.needs_value and isinstance(value, dict) and "key" in value:
+                    loc.namespace = tuple(decode(label) for label in value["namespace"])
+                    loc.key = decode(value["key"])
         return [loc for loc in found if loc.namespace[: len(literal)] == literal]
 
     # -- items ---------------------------------------------------------------------------
@@ -966,8 +967,9 @@ class BotMemoryStore(BaseStore):
                 "updated_at": now,
                 "ttl": op.ttl,
             }
-            if carry:
-                stored["namespace"], stored["key"] = list(op.namespace), str(op.key)
+            if carry:  # percent-encoded: a lone surrogate is no JSON botmemory stores
+                stored["namespace"] = [encode(label) for label in op.namespace]
+                stored["key"] = encode(str(op.key))
             by_ttl.setdefault(op.ttl, {})[kvs_key] = stored
         for ttl, items in by_ttl.items():
             await self.kvs.set_many(items, expiry=None if ttl is None else ttl * 60.0)
