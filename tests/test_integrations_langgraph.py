@@ -21,7 +21,6 @@ import botmemory
 from botmemory.integrations.langgraph import BotMemorySaver, BotMemoryStore
 from botmemory.testing import FakeClock
 from botmemory.testing.backends import POSTGRES_URL, REDIS_URL, open_test_store, unique_suffix
-
 from conftest import require_backend
 
 _bots = itertools.count()
@@ -29,6 +28,16 @@ _bots = itertools.count()
 
 def _bot() -> str:
     return f"lg{next(_bots)}"
+
+
+def _where(backend: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """A URL and options that two Store objects can open in turn (a fresh schema or prefix)."""
+    return {
+        "memory": ("memory://", {}),
+        "sqlite": (f"sqlite:///{tmp_path / 'test.db'}", {}),
+        "postgres": (POSTGRES_URL, {"schema": unique_suffix()}),
+        "redis": (REDIS_URL, {"prefix": f"botmemory-test:{unique_suffix()}:"}),
+    }[backend]
 
 
 # -- the checkpointer --------------------------------------------------------------------------
@@ -69,11 +78,7 @@ def _graph(saver: BotMemorySaver, memory: BaseStore | None = None) -> Any:
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
 def test_interrupt_and_resume_keep_the_thread_across_two_stores(backend: str, tmp_path: Path) -> None:
     require_backend(backend)
-    url, options = {
-        "sqlite": (f"sqlite:///{tmp_path / 'graph.db'}", {}),
-        "postgres": (POSTGRES_URL, {"schema": unique_suffix()}),
-        "redis": (REDIS_URL, {"prefix": f"botmemory-test:{unique_suffix()}:"}),
-    }[backend]
+    url, options = _where(backend, tmp_path)
     config = {"configurable": {"thread_id": "t-1", "user_id": "u-1"}}
     first = botmemory.open_sync(url, **options)
     try:
@@ -98,14 +103,11 @@ def test_interrupt_and_resume_keep_the_thread_across_two_stores(backend: str, tm
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgres", "redis"])  # memory:// keeps nothing once closed
 async def test_async_graph_resumes_on_a_second_store(backend_name: str, tmp_path: Path) -> None:
     require_backend(backend_name)
-    options: dict[str, Any] = {"postgres": {"schema": unique_suffix()}, "redis": {"prefix": f"bm-t:{unique_suffix()}:"}}.get(
-        backend_name, {}
-    )
+    url, options = _where(backend_name, tmp_path)
     config = {"configurable": {"thread_id": "t async", "user_id": "u-2"}}
     async with open_test_store(backend_name, tmp_path, **options) as first:
         graph = _graph(BotMemorySaver(first, bot_id="agent"))
         assert (await graph.ainvoke({"messages": ["hi"]}, config))["__interrupt__"]
-        url = {"sqlite": f"sqlite:///{tmp_path / 'test.db'}", "postgres": POSTGRES_URL, "redis": REDIS_URL}[backend_name]
         second = await botmemory.open(url, **options)
         try:
             graph = _graph(BotMemorySaver(second, bot_id="agent"))
@@ -155,13 +157,7 @@ async def test_forget_erases_the_users_store_items_and_thread_checkpoints(
 
 
 def test_blocking_methods_work_from_many_threads(backend_name: str, tmp_path: Path) -> None:
-    url = {
-        "memory": "memory://",
-        "sqlite": f"sqlite:///{tmp_path / 'threads.db'}",
-        "postgres": POSTGRES_URL,
-        "redis": REDIS_URL,
-    }[backend_name]
-    options = {"postgres": {"schema": unique_suffix()}, "redis": {"prefix": f"bm-t:{unique_suffix()}:"}}.get(backend_name, {})
+    url, options = _where(backend_name, tmp_path)
     store = botmemory.open_sync(url, **options)
     saver = BotMemorySaver(store, bot_id="agent")
     graph = _graph(saver)
@@ -255,7 +251,8 @@ def test_import_botmemory_imports_no_framework() -> None:
 
     code = (
         "import sys, botmemory, botmemory.integrations; "
-        "loaded = [m for m in sys.modules if m.split('.')[0] in ('botbuilder', 'langgraph', 'langchain_core', 'jsonpickle')]; "
+        "frameworks = ('botbuilder', 'langgraph', 'langchain_core', 'jsonpickle'); "
+        "loaded = [m for m in sys.modules if m.split('.')[0] in frameworks]; "
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
