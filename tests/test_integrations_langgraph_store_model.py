@@ -36,9 +36,10 @@ _values = st.fixed_dictionaries(
         "list": st.lists(_scalars, max_size=2),
     },
 )
+_small = st.integers(-5, 5)
 _filters = st.none() | st.one_of(
     st.builds(lambda n: {"n": n}, st.integers(-5, 5)),
-    st.builds(lambda op, n: {"n": {op: n}}, st.sampled_from(["$gt", "$gte", "$lt", "$lte", "$ne", "$eq"]), st.integers(-5, 5)),
+    st.builds(lambda op, n: {"n": {op: n}}, st.sampled_from(["$gt", "$gte", "$lt", "$lte", "$ne", "$eq"]), _small),
     st.builds(lambda t: {"tag": t}, st.sampled_from(["x", "y"])),
     st.builds(lambda v: {"nested": {"p": v}}, _scalars),
     st.builds(lambda v: {"list": v}, st.lists(_scalars, max_size=2)),
@@ -99,7 +100,9 @@ def store_model_machine(sync_store: botmemory.SyncStore) -> type[RuleBasedStateM
             offset=st.integers(0, 3),
         )
         def list_namespaces(self, prefix: Any, suffix: Any, max_depth: Any, limit: int, offset: int) -> None:
-            ours = self.ours.list_namespaces(prefix=prefix, suffix=suffix, max_depth=max_depth, limit=limit, offset=offset)
+            ours = self.ours.list_namespaces(
+                prefix=prefix, suffix=suffix, max_depth=max_depth, limit=limit, offset=offset
+            )
             listed = self.model.list_namespaces(prefix=prefix, suffix=suffix, max_depth=max_depth, limit=ALL)
             # InMemoryStore also lists namespaces with no live item left: leave those out
             conditions = [MatchCondition("prefix", prefix)] if prefix else []
