@@ -46,7 +46,7 @@ test-botbuilder: $(BB_STAMP)
 	$(BB_VENV)/bin/python -m pytest -c suites/botbuilder/pytest.ini suites/botbuilder
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts examples suites
 	$(BIN)/mypy --strict src
 
 bench: $(STAMP)
