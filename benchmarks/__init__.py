@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import (
+    integrations,  # noqa: F401 - registers the "integrations" scenario (LangGraph, Bot Framework)
     runtime_turns,  # noqa: F401 - registers the "runtime" scenario
     servers,  # noqa: F401 - registers the "servers" scenario (PostgreSQL, Redis)
 )

@@ -84,6 +84,7 @@ _USERS_PREFIX: Final = "storage/users/"
 _CONVERSATION_PREFIX: Final = "storage/conversation/"
 _THREADS_PREFIX: Final = "langgraph/threads/"
 _CHECKPOINTS_DIR: Final = "/c/"
+_LATEST: Final = "/latest"
 # room left in a key after a thread's prefix (namespace, checkpoint id, task id, index)
 _THREAD_KEY_ROOM: Final = 330
 
@@ -170,6 +171,14 @@ def _uninvert(part_: str) -> str:
 _INVERT: Final = str.maketrans("0123456789abcdef", "fedcba9876543210")
 
 
+def _common_prefix(texts: list[str]) -> str:
+    first, last = min(texts), max(texts)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
 def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint_id}}
 
@@ -210,6 +219,7 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
         self.user_id_key = user_id_key
         self._max_key = self._bridge.store.limits.max_key_bytes
         self._chunk = max(1024, self._bridge.store.limits.max_value_bytes - 4096)
+        self._prefixes: dict[str, str] = {}
         self._linked: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._linked_lock = threading.Lock()
 
@@ -224,14 +234,21 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
     def thread_prefix(self, thread_id: str) -> str:
         """The KVS prefix of everything the saver keeps for ``thread_id``."""
         tid = str(thread_id)
+        cached = self._prefixes.get(tid)
+        if cached is not None:
+            return cached
+        prefix = _THREADS_PREFIX + part(tid) + "/"
         with suppress(InvalidKeyError):
-            prefix = self.bot.memory.conversation(tid).prefix + "langgraph/"
-            if len(prefix.encode("utf-8")) <= self._max_key - _THREAD_KEY_ROOM:
-                return prefix
-        return _THREADS_PREFIX + part(tid) + "/"
+            scoped = self.bot.memory.conversation(tid).prefix + "langgraph/"
+            if len(scoped.encode("utf-8")) <= self._max_key - _THREAD_KEY_ROOM:
+                prefix = scoped
+        if len(self._prefixes) >= 10_000:  # a bound, not an LRU: recomputing is cheap
+            self._prefixes.clear()
+        self._prefixes[tid] = prefix
+        return prefix
 
     def _ns_prefix(self, thread_id: str, checkpoint_ns: str) -> str:
-        return self.thread_prefix(thread_id) + "=" + part(checkpoint_ns)
+        return self.thread_prefix(thread_id) + "=" + (part(checkpoint_ns) if checkpoint_ns else "")
 
     def _checkpoint_key(self, ns_prefix: str, checkpoint_id: str) -> str:
         return ns_prefix + _CHECKPOINTS_DIR + _invert(checkpoint_id)
@@ -323,7 +340,10 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
             "metadata": _pack(self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))),
         }
         key = self._checkpoint_key(ns_prefix, checkpoint["id"])
-        items.update(self._chunked(key, _pack(self.serde.dumps_typed(copy)), record))
+        stored = self._chunked(key, _pack(self.serde.dumps_typed(copy)), record)
+        items.update(stored)
+        # the thread's latest checkpoint, written with it: get_tuple without an id reads one key
+        items[ns_prefix + _LATEST] = stored[key] if len(stored) == 1 else {"ref": key}
         await self.kvs.set_many(items)
         await self._link(config, thread_id, parent is None)
         return _config(thread_id, checkpoint_ns, checkpoint["id"])
@@ -363,46 +383,63 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
             key = self._checkpoint_key(ns_prefix, checkpoint_id)
+            record = await self.kvs.get(key)
         else:
-            # ids sort newest first in the key layout: the first key is the latest
-            latest = [k async for k in self.kvs.keys(ns_prefix + _CHECKPOINTS_DIR, limit=1)]
-            if not latest:
-                return None
-            key = latest[0]
-        record = await self.kvs.get(key)
+            key = ns_prefix + _LATEST
+            record = await self.kvs.get(key)
+            if isinstance(record, dict) and "ref" in record:  # a split checkpoint: follow the reference
+                key = record["ref"]
+                record = await self.kvs.get(key)
+            if isinstance(record, dict):
+                key = self._checkpoint_key(ns_prefix, record["checkpoint_id"])
         if not isinstance(record, dict):
             return None
         tuples = await self._tuples({key: record})
         return tuples[0] if tuples else None
 
+    async def _reset_latest(self, ns_prefix: str) -> None:
+        """Point the namespace's latest key at its newest remaining checkpoint (after deletions)."""
+        newest = [k async for k in self.kvs.keys(ns_prefix + _CHECKPOINTS_DIR, limit=1)]
+        record = await self.kvs.get(newest[0]) if newest else None
+        if isinstance(record, dict):
+            await self.kvs.set(ns_prefix + _LATEST, {"ref": newest[0]} if "parts" in record else record)
+        else:
+            await self.kvs.delete(ns_prefix + _LATEST)
+
     async def _tuples(self, records: dict[str, Any]) -> list[CheckpointTuple]:
-        """Checkpoint tuples of the stored records (in the order given), with values and writes."""
+        """Checkpoint tuples of the stored records (in the order given), with values and writes.
+
+        Three round trips whatever the number of records: the writes' keys
+        (one scan), then their values and every channel value (one read),
+        then the other parts of split values, if any.
+        """
         payloads = await self._join(records)
         checkpoints = {key: self.serde.loads_typed(payloads[key]) for key in records if key in payloads}
         blob_keys: dict[str, list[tuple[str, str]]] = {}
+        writes_prefixes: dict[str, str] = {}
         for key, checkpoint in checkpoints.items():
             ns_prefix = key.rpartition(_CHECKPOINTS_DIR)[0]
             blob_keys[key] = [
                 (channel, self._blob_key(ns_prefix, channel, version))
                 for channel, version in checkpoint["channel_versions"].items()
             ]
+            writes_prefixes[key] = self._writes_prefix(ns_prefix, records[key]["checkpoint_id"])
+        write_keys = await self._write_keys(list(writes_prefixes.values()))
         wanted = list(dict.fromkeys(k for pairs in blob_keys.values() for _, k in pairs))
-
-        async def blobs() -> dict[str, tuple[str, bytes]]:
-            found = await self.kvs.get_many(wanted) if wanted else {}
-            return await self._join(found)
-
-        blob_values, writes = await asyncio.gather(
-            blobs(), asyncio.gather(*(self._writes(records[key]) for key in checkpoints))
-        )
+        found = await self.kvs.get_many(wanted + write_keys) if wanted or write_keys else {}
+        values = await self._join(found)
         out: list[CheckpointTuple] = []
-        for (key, checkpoint), pending in zip(checkpoints.items(), writes, strict=True):
+        for key, checkpoint in checkpoints.items():
             record = records[key]
             channel_values = {}
             for channel, blob_key in blob_keys[key]:
-                typed = blob_values.get(blob_key)
+                typed = values.get(blob_key)
                 if typed is not None and typed[0] != "empty":
                     channel_values[channel] = self.serde.loads_typed(typed)
+            prefix = writes_prefixes[key]
+            stored = [(found[k], values[k]) for k in write_keys if k.startswith(prefix) and k in values]
+            # the order live execution applies them in (langgraph's writes_sort_key)
+            stored.sort(key=lambda item: (item[0]["path"], item[0]["task_id"], item[0]["idx"]))
             thread_id, checkpoint_ns = record["thread_id"], record["checkpoint_ns"]
             parent_id = record.get("parent_id")
             out.append(
@@ -411,23 +448,23 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
                     checkpoint=cast(Checkpoint, {**checkpoint, "channel_values": channel_values}),
                     metadata=self.serde.loads_typed(_unpack(record["metadata"])),
                     parent_config=_config(thread_id, checkpoint_ns, parent_id) if parent_id else None,
-                    pending_writes=pending,
+                    pending_writes=[(v["task_id"], v["channel"], self.serde.loads_typed(t)) for v, t in stored],
                 )
             )
         return out
 
-    async def _writes(self, record: dict[str, Any]) -> list[PendingWrite]:
-        ns_prefix = self._ns_prefix(record["thread_id"], record["checkpoint_ns"])
-        prefix = self._writes_prefix(ns_prefix, record["checkpoint_id"])
-        keys = [k async for k in self.kvs.keys(prefix) if k.count("/", len(prefix)) == 1]
-        if not keys:
+    async def _write_keys(self, prefixes: list[str]) -> list[str]:
+        """Keys of the pending writes under ``prefixes`` (one scan of the namespace's writes for several)."""
+        if not prefixes:
             return []
-        found = {k: v for k, v in (await self.kvs.get_many(keys)).items() if isinstance(v, dict)}
-        payloads = await self._join(found)
-        stored = [(found[k], payloads[k]) for k in keys if k in payloads]
-        # the order live execution applies them in (langgraph's writes_sort_key)
-        stored.sort(key=lambda item: (item[0]["path"], item[0]["task_id"], item[0]["idx"]))
-        return [(v["task_id"], v["channel"], self.serde.loads_typed(typed)) for v, typed in stored]
+        scan = prefixes[0] if len(prefixes) == 1 else _common_prefix(prefixes)
+        wanted = set(prefixes)
+        out = []
+        async for k in self.kvs.keys(scan):
+            cut = k.rfind("/", 0, k.rfind("/")) + 1  # writes are <prefix><task>/<idx>; parts add "/<n>"
+            if k[:cut] in wanted:
+                out.append(k)
+        return out
 
     async def alist(
         self,
@@ -448,8 +485,8 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
         for item in await self._bridge.run_async(self._list(config, filter, before, limit)):
             yield item
 
-    async def _checkpoint_keys(self, config: RunnableConfig | None) -> list[tuple[str, str]]:
-        """``(checkpoint id, key)`` of every checkpoint ``config`` selects, newest first."""
+    async def _checkpoint_keys(self, config: RunnableConfig | None, limit: int | None = None) -> list[tuple[str, str]]:
+        """``(checkpoint id, key)`` of every checkpoint ``config`` selects, newest first (``limit``: at most)."""
         scans: list[str] = []
         conf = (config or {}).get("configurable") or {}
         if "thread_id" in conf:
@@ -463,7 +500,8 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
             scans += [_CONVERSATION_PREFIX, _THREADS_PREFIX]
         found: list[tuple[str, str]] = []
         for scan in scans:
-            async for key in self.kvs.keys(scan):
+            # one namespace's checkpoint keys come newest first: a limit can stop the scan early
+            async for key in self.kvs.keys(scan, limit=limit if scan.endswith(_CHECKPOINTS_DIR) else None):
                 head, sep, tail = key.rpartition(_CHECKPOINTS_DIR)
                 if not sep or "/" in tail or not tail.endswith("~") or "/=" not in head:
                     continue
@@ -483,9 +521,10 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
     ) -> list[CheckpointTuple]:
         wanted_id = get_checkpoint_id(config) if config else None
         before_id = get_checkpoint_id(before) if before else None
+        narrow = limit if not filter and before_id is None and wanted_id is None else None
         keys = [
             key
-            for cid, key in await self._checkpoint_keys(config)
+            for cid, key in await self._checkpoint_keys(config, narrow)
             if (wanted_id is None or cid == wanted_id) and (before_id is None or cid < before_id)
         ]
         out: list[CheckpointTuple] = []
@@ -524,6 +563,7 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
         if not run_ids:
             return
         keys = [key for _, key in await self._checkpoint_keys(None)]
+        touched: set[str] = set()
         for start in range(0, len(keys), _PAGE):
             found = await self.kvs.get_many(keys[start : start + _PAGE])
             for key, record in found.items():
@@ -534,6 +574,9 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
                     ns_prefix = key.rpartition(_CHECKPOINTS_DIR)[0]
                     await self.kvs.delete_prefix(self._writes_prefix(ns_prefix, record["checkpoint_id"]))
                     await self.kvs.delete_prefix(key)  # the record and the other parts of a split one
+                    touched.add(ns_prefix)
+        for ns_prefix in sorted(touched):
+            await self._reset_latest(ns_prefix)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, value and write of one thread to another (whose own are replaced)."""
@@ -550,7 +593,9 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
             found = await self.kvs.get_many(keys[start : start + _PAGE])
             items: dict[str, Any] = {}
             for key, value in found.items():
-                if isinstance(value, dict) and value.get("thread_id") == source:
+                if isinstance(value, dict) and isinstance(value.get("ref"), str):  # a latest key
+                    value = {"ref": dst + value["ref"][len(src) :]}
+                elif isinstance(value, dict) and value.get("thread_id") == source:
                     value = {**value, "thread_id": target}
                     if self.user_id_key is not None:
                         metadata = self.serde.loads_typed(_unpack(value["metadata"]))
@@ -584,8 +629,8 @@ class BotMemorySaver(BaseCheckpointSaver[str]):
                 head, sep, tail = key.rpartition(_CHECKPOINTS_DIR)
                 if sep and "/" not in tail and tail.endswith("~"):
                     latest.setdefault(head, key)
-            keep: set[str] = set(latest.values())
-            records = await self.kvs.get_many(list(keep))
+            keep: set[str] = set(latest.values()) | {head + _LATEST for head in latest}
+            records = await self.kvs.get_many(list(latest.values()))
             for key, record in records.items():
                 if not isinstance(record, dict):
                     continue
