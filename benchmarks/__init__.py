@@ -27,6 +27,7 @@ from rich.console import Console
 
 from . import (
     http_bench,  # noqa: F401 - registers the "http" scenario (botmemory serve)
+    integrations,  # noqa: F401 - registers the "integrations" scenario (LangGraph, Bot Framework)
     runtime_turns,  # noqa: F401 - registers the "runtime" scenario
     servers,  # noqa: F401 - registers the "servers" scenario (PostgreSQL, Redis)
 )
