@@ -63,6 +63,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from ..cancellation import stop_if_cancelled
 from ..errors import (
     InvalidInputError,
     QuotaExceededError,
@@ -517,16 +518,21 @@ class RedisBackend(Backend):
         """
         client = self._client()
         try:
-            return await fn(client)
+            result = await fn(client)
         except RedisConnectionError as exc:
             if not read:
                 raise _translate(exc, what) from exc
         except (TimeoutError, RedisError, OSError) as exc:
             raise _translate(exc, what) from exc
+        else:
+            stop_if_cancelled()  # redis-py's wait_for may have swallowed a cancel (Python 3.11)
+            return result
         try:
-            return await fn(client)
+            result = await fn(client)
         except (TimeoutError, RedisError, OSError) as exc:
             raise _translate(exc, what) from exc
+        stop_if_cancelled()
+        return result
 
     async def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any], *, read: bool = False) -> Any:
         script = self._scripts[name]
