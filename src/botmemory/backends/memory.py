@@ -282,9 +282,14 @@ class MemoryBackend(Backend):
 
 
 async def open_backend(url: str, **options: Any) -> MemoryBackend:
-    """``memory://`` (nothing after the scheme is used)."""
-    if options:
-        from ..errors import InvalidInputError
+    """``memory://`` exactly: a new, empty store (``create`` is accepted: there is nothing to find)."""
+    from ..errors import InvalidInputError
 
+    options.pop("create", None)
+    if options:
         raise InvalidInputError(f"memory:// takes no options, got {sorted(options)}")
+    rest = url.split("://", 1)[1]
+    if rest:
+        # a host, path or query would be silently ignored: say so instead
+        raise InvalidInputError(f"bad memory URL {url!r}: write memory:// with nothing after it")
     return MemoryBackend()

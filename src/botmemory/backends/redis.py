@@ -806,6 +806,20 @@ def _redis_url_parameter(name: str) -> bool:
     return name == "db" or name.startswith("ssl_")
 
 
+def _check_database(url: str) -> None:
+    """Refuse a database that is not a number (redis-py would quietly use database 0)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if path and not (path.isascii() and path.isdigit()):
+        raise InvalidInputError(f"bad Redis URL: the database must be a number (redis://host:6379/0), got {path!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInputError(f"bad Redis URL: the port must be a number, got {parts.netloc!r}") from None
+    if port == 0:
+        raise InvalidInputError("bad Redis URL: port 0")
+
+
 async def open_backend(url: str, **options: Any) -> RedisBackend:
     """Open ``redis://[user:password@]host[:port][/db]`` (or ``rediss://`` for TLS).
 
@@ -833,6 +847,7 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
         driver_note=" and redis-py's db and ssl_* parameters",
     )
     prefix = options.pop("prefix", "botmemory:")
+    options.pop("create", None)  # opening creates nothing on Redis: a missing store reads as empty
     timeout = options.pop("timeout", 5.0)
     max_connections = options.pop("max_connections", 64)
     if options:
@@ -842,6 +857,7 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
     timeout = positive_seconds("timeout", timeout)
     if type(max_connections) is not int or max_connections < 1:
         raise InvalidInputError(f"max_connections must be an int >= 1, got {max_connections!r}")
+    _check_database(url)
     try:
         # A blocking pool waits (up to timeout) for a free connection instead
         # of failing at once when every connection is busy.
