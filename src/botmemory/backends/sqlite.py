@@ -343,7 +343,9 @@ def _check_file(path: str, create: bool = True) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(path):
         if not create:
-            raise StoreUnavailableError(f"no botmemory store at {path!r}: the file does not exist (nothing was created)")
+            raise StoreUnavailableError(
+                f"no botmemory store at {path!r}: the file does not exist (nothing was created)"
+            )
         if not os.path.isdir(parent):
             raise StoreUnavailableError(f"cannot create {path!r}: directory {parent!r} does not exist")
         if not os.access(parent, os.W_OK):

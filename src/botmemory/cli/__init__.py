@@ -167,7 +167,7 @@ def _global_options(
         help="How long to wait for a locked SQLite file or an unresponsive server (default: the backend's).",
     ),
     _version: bool = typer.Option(
-        False, "--version", is_eager=True, expose_value=True, callback=_print_version, help="Print the version and exit."
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
     ),
 ) -> None:
     """Bot memory and data retention: KVS, dialog memory, retention, chat."""
