@@ -421,12 +421,16 @@ def compile_condition(source: str) -> Condition:
     return Condition(source)
 
 
-def compile_value(raw: Any) -> Value:
-    """Compile an action argument (see ``Value``); raises ``TemplateError``."""
+def compile_value(raw: Any, *, text: bool = False) -> Value:
+    """Compile an action argument (see ``Value``); raises ``TemplateError``.
+
+    With ``text=True`` (``say``'s text) a string is always a text template:
+    ``"{{ temp.missing }}"`` renders as ``""``, as it would inside a sentence.
+    """
     if isinstance(raw, str):
         if "{{" not in raw and "{%" not in raw and "{#" not in raw:
             return Value("const", raw, Reads())
-        match = _WHOLE_EXPRESSION_RE.fullmatch(raw)
+        match = None if text else _WHOLE_EXPRESSION_RE.fullmatch(raw)
         if match is not None:
             expr = Expression(match.group(1).strip())
             return Value("expression", expr, expr.reads)
