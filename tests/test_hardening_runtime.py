@@ -200,7 +200,7 @@ async def _turn(runtime: Runtime, text: str) -> tuple[list[str], float]:
     started = time.monotonic()
     try:
         replies = await asyncio.wait_for(runtime.converse("bounded", user_id="u", text=text, conversation_id="c"), 5)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit escaping converse is the defect tested
+    except BaseException as exc:  # SystemExit escaping converse is the defect tested
         pytest.fail(f"{text!r}: {type(exc).__name__} escaped converse(): {exc!r}")
     return texts(replies), time.monotonic() - started
 
@@ -301,7 +301,10 @@ def test_a_misspelt_hook_is_reported(tmp_path: Path, source: str, expected: str)
 
 
 def test_helpers_in_hook_files_are_fine(tmp_path: Path) -> None:
-    source = "def helper():\n    pass\n\n\nasync def _private():\n    pass\n\n\nasync def before_incoming(bp, e):\n    pass\n"
+    source = (
+        "def helper():\n    pass\n\n\nasync def _private():\n    pass\n\n\n"
+        "async def before_incoming(bp, e):\n    pass\n"
+    )
     write_bot(tmp_path, "hooky", flows={"main": "start: a\nnodes:\n  a: {}\n"}, hooks={"h": source})
     bots, errors = load_bots(tmp_path)
     assert errors == {} and len(bots["hooky"].hooks["before_incoming"]) == 1

@@ -71,6 +71,8 @@ def dump_command(
     opts = settings(ctx)
     out = Output(opts.json)
     owners = dumpfile.select_owners(bots)
+    if output is not None:
+        _check_output(output)
 
     async def go(store: Store) -> dumpfile.DumpSummary:
         # counting costs a pass over every namespace: only for a bar someone sees
@@ -83,7 +85,7 @@ def dump_command(
                 return summary
             return await _dump_to_file(store, output, owners, advance)
 
-    summary = run(ctx, go)
+    summary = run(ctx, go, create=False)  # dumping a store that does not exist creates none
     result = {"count": summary.count, "namespaces": len(summary.namespaces)}
     if output is None:
         # stdout holds the dump: the summary goes to stderr, for people only
@@ -95,12 +97,26 @@ def dump_command(
         out.text(f"dumped {summary.count} entries from {len(summary.namespaces)} namespaces to {show(str(output))}")
 
 
+def _check_output(path: Path) -> None:
+    """Refuse, before the store is read, an output file that cannot be written (exit 2, the path named)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidInputError(f"cannot write {show(str(path))}: directory {show(str(directory))} does not exist")
+    if path.is_dir():
+        raise InvalidInputError(f"cannot write {show(str(path))}: it is a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"cannot write {show(str(path))}: directory {show(str(directory))} is not writable")
+
+
 async def _dump_to_file(
     store: Store, path: Path, owners: frozenset[str] | None, advance: Callable[[int], None]
 ) -> dumpfile.DumpSummary:
     # a temporary file renamed at the end: a failed dump never leaves a truncated file behind
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:  # the message names the file asked for, not the temporary one
+        raise InvalidInputError(f"cannot write {show(str(path))}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as stream:
             summary = await dumpfile.write_dump(store, stream, owners=owners, advance=advance)

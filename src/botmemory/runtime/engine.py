@@ -186,6 +186,11 @@ class Runtime:
             self.store.bot(loaded.id).retention = loaded.retention
         self._sdk[loaded.id] = BotSDK(bot)
         self._sessions[loaded.id] = SessionStore(self._store, loaded.id)
+        if not isinstance(loaded.retention, dict):
+            from ..retention.policy import RetentionConfig, record_declared
+
+            # so that tools writing this bot's data without its folder still apply its policies
+            await record_declared(self.store, loaded.id, loaded.retention or RetentionConfig())
         await run_hook(loaded, "after_bot_mount", self._sdk[loaded.id])
         logger.info("bot %s mounted (%d flows)", loaded.id, len(loaded.flows))
 
