@@ -472,7 +472,11 @@ class Runtime:
         for call in calls:
             position.action = f"{call.name} ({call.where})"
             context = await self._context(ctx, call.reads)
-            args = {name: value.resolve(context) for name, value in call.args.items()}
+            if any(value.threaded for value in call.args.values()):
+                # a template with a loop may render for up to MAX_RENDER_SECONDS: not on the event loop
+                args = await asyncio.to_thread(_resolve, call, context)
+            else:
+                args = _resolve(call, context)
             if call.spec.bot_code:
                 await run_bot_code(call.spec.run(ctx, args), action_timeout, f"action {call.name!r} ({call.where})")
             else:
@@ -643,6 +647,11 @@ class Runtime:
         report: Any = await self._janitor.run_once()
         result: dict[str, Any] = dict(report.as_dict())
         return result
+
+
+def _resolve(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
+    """The action's arguments for this turn (templates rendered)."""
+    return {name: value.resolve(context) for name, value in call.args.items()}
 
 
 def _users(bot: Bot) -> Any:
