@@ -63,21 +63,22 @@ nodes:
       - goto: fine
   loops:
     on_enter:
-      - say: %(loops)r
+      - say: @LOOPS@
     next: [{goto: listen}]
   concat:
     on_enter:
-      - say: %(concat)r
+      - say: @CONCAT@
     next: [{goto: listen}]
   plus:
     on_enter:
-      - say: %(plus)r
+      - say: @PLUS@
     next: [{goto: listen}]
   fine:
     on_enter:
-      - say: "{%% for w in temp.words %%}{{ loop.index }}:{{ w }}{%% if not loop.last %%},{%% endif %%}{%% endfor %%}"
+      - say: "{% for w in temp.words %}{{ loop.index }}:{{ w }}{% if not loop.last %},{% endif %}{% endfor %}"
     next: [{goto: listen}]
-""" % {"loops": LOOPS, "concat": _chain(12), "plus": _chain(12, "+")}
+"""
+FLOW = FLOW.replace("@LOOPS@", repr(LOOPS)).replace("@CONCAT@", repr(_chain(12))).replace("@PLUS@", repr(_chain(12, "+")))
 
 ACTIONS = """\
 async def remember(ctx, text):
