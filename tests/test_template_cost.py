@@ -78,7 +78,8 @@ nodes:
       - say: "{% for w in temp.words %}{{ loop.index }}:{{ w }}{% if not loop.last %},{% endif %}{% endfor %}"
     next: [{goto: listen}]
 """
-FLOW = FLOW.replace("@LOOPS@", repr(LOOPS)).replace("@CONCAT@", repr(_chain(12))).replace("@PLUS@", repr(_chain(12, "+")))
+for _name, _template in (("@LOOPS@", LOOPS), ("@CONCAT@", _chain(12)), ("@PLUS@", _chain(12, "+"))):
+    FLOW = FLOW.replace(_name, repr(_template))
 
 ACTIONS = """\
 async def remember(ctx, text):
