@@ -9,11 +9,11 @@ from __future__ import annotations
 import bisect
 import heapq
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import QuotaExceededError, StoreUnavailableError
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
 
 __all__ = ["MemoryBackend"]
 
@@ -184,6 +184,17 @@ class MemoryBackend(Backend):
             space = self._space(ns)
             for row in rows:
                 self._store(space, Row(*row))
+
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+        with self._lock:  # no await inside: atomic for this loop, and the lock for other threads
+            spaces = self._spaces
+            for target, source in pairs:
+                moved = spaces.pop(source, None) if source is not None else None
+                if moved is None:
+                    spaces.pop(target, None)
+                else:
+                    spaces[target] = moved
 
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         with self._lock:

@@ -43,7 +43,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -60,7 +60,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row
+from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row, check_moves
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
@@ -615,6 +615,18 @@ class PostgresBackend(Backend):
                 await cur.executemany(self._sql.restore, params)
 
         await self._transact("restore", job)
+
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+        kv = f'"{self.schema}".kv'
+
+        async def job(conn: AsyncConnection[Any]) -> None:
+            for target, source in pairs:
+                await conn.execute(f"DELETE FROM {kv} WHERE ns = %s", (target,))
+                if source is not None:
+                    await conn.execute(f"UPDATE {kv} SET ns = %s WHERE ns = %s", (target, source))
+
+        await self._transact("replace_namespaces", job)
 
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         keys = list(dict.fromkeys(keys))

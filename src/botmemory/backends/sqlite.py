@@ -29,7 +29,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
@@ -42,7 +42,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -715,6 +715,18 @@ class SQLiteBackend(Backend):
 
         if params:
             await self._write(job, inline=False)
+
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+
+        def job(conn: sqlite3.Connection) -> None:
+            # one job: one transaction (a savepoint inside a group), all moves or none
+            for target, source in pairs:
+                conn.execute("DELETE FROM kv WHERE ns = ?", (target,))
+                if source is not None:
+                    conn.execute("UPDATE kv SET ns = ? WHERE ns = ?", (target, source))
+
+        await self._write(job, inline=False)
 
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         keys = list(dict.fromkeys(keys))
