@@ -50,7 +50,7 @@ from ..namespaces import link_key, links_ns
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
 from .flows import END, ActionCall, Transition
-from .guard import BotCodeError, run_bot_code
+from .guard import BotCodeError, run_bot_code, stop_if_cancelled
 from .hooks import run_hook
 from .loader import LoadedBot, load_bots
 from .metrics import MeteredBackend, TurnStats, current_turn
@@ -470,6 +470,7 @@ class Runtime:
         self, ctx: ActionContext, calls: tuple[ActionCall, ...], position: _Position, action_timeout: float
     ) -> None:
         for call in calls:
+            stop_if_cancelled()
             position.action = f"{call.name} ({call.where})"
             context = await self._context(ctx, call.reads)
             if any(value.threaded for value in call.args.values()):

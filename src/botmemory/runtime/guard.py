@@ -29,11 +29,12 @@ troubleshooting notes.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
-__all__ = ["GRACE", "BotCodeError", "BotCodeTimeout", "abandoned_tasks", "run_bot_code"]
+__all__ = ["GRACE", "BotCodeError", "BotCodeTimeout", "abandoned_tasks", "run_bot_code", "stop_if_cancelled"]
 
 T = TypeVar("T")
 
@@ -79,6 +80,20 @@ async def _contain(coro: Awaitable[T]) -> T:
         raise BotCodeError(f"raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}") from exc
 
 
+def stop_if_cancelled() -> None:
+    """Raise ``CancelledError`` when the current task was cancelled and an await swallowed it.
+
+    Python 3.11's ``asyncio.wait_for`` returns the result of a call that
+    finishes in the same loop turn as a cancellation and drops the
+    cancellation (fixed in 3.12); redis-py waits for replies that way. A
+    turn past its ``turn_timeout`` is cancelled: checking here, between
+    steps, keeps such a lost cancellation from letting the turn run on.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def run_bot_code(coro: Awaitable[T], timeout: float, what: str) -> T:
     """Run the bot's coroutine bounded by ``timeout`` seconds; see the module docstring.
 
@@ -97,6 +112,12 @@ async def run_bot_code(coro: Awaitable[T], timeout: float, what: str) -> T:
         Exception: whatever ordinary exception it raised.
         asyncio.CancelledError: the caller was cancelled.
     """
+    try:
+        stop_if_cancelled()
+    except asyncio.CancelledError:
+        if inspect.iscoroutine(coro):
+            coro.close()  # never started: no "never awaited" warning
+        raise
     task: asyncio.Task[T] = asyncio.get_running_loop().create_task(_contain(coro), name=what)
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
