@@ -257,7 +257,7 @@ class Runtime:
                 conversation_id = await sessions.current(user_id)
                 if conversation_id is None:
                     conversation_id = uuid.uuid4().hex
-                    await self._own(loaded, user_id, conversation_id)
+                    await self._own(loaded, user_id, conversation_id, new=True)
             else:
                 await self._own(loaded, user_id, conversation_id)
             lease = ConversationLease(
@@ -278,13 +278,19 @@ class Runtime:
             self.last_turn = stats
             self.metrics.add(stats)
 
-    async def _own(self, loaded: LoadedBot, user_id: str, conversation_id: str) -> None:
+    async def _own(self, loaded: LoadedBot, user_id: str, conversation_id: str, *, new: bool = False) -> None:
         """Make sure ``conversation_id`` is the user's: claim it when it is nobody's yet.
+
+        Args:
+            new: the id was just made up (uuid4): claim it without looking first.
 
         Raises:
             ConversationNotFoundError: another user started it.
         """
         sessions = self._sessions[loaded.id]
+        if new and await sessions.claim(conversation_id, user_id):
+            await self._link(loaded, user_id, conversation_id)
+            return
         owner = await sessions.owner(conversation_id)
         if owner is None:
             if await sessions.claim(conversation_id, user_id):
