@@ -201,11 +201,11 @@ def open_sync(
     url: str | None = None, *, clock: Clock | None = None, limits: Limits | None = None, **options: Any
 ) -> SyncStore:
     """Blocking twin of ``botmemory.open``: same arguments, same API."""
-    from .store import DEFAULT_URL, open
+    from .store import DEFAULT_URL, open_store
 
     runner = _LoopThread()
     try:
-        store = runner.run(open(url if url is not None else DEFAULT_URL, clock=clock, limits=limits, **options))
+        store = runner.run(open_store(url if url is not None else DEFAULT_URL, clock=clock, limits=limits, **options))
     except BaseException:
         runner.stop()
         raise

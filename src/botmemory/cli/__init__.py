@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
+import typer.core
 from typer.core import TyperGroup
 
 from ..errors import InvalidInputError
@@ -37,6 +38,42 @@ from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report
 from .dump import dump_command, load_command
 
 __all__ = ["app", "main"]
+
+
+def _plain_help() -> None:
+    """Help in the conventional form: ``BOT KEY`` in usage lines, no ``<bool>``/``<str>`` type column.
+
+    typer 0.2x writes required arguments as ``{BOT}`` in usage lines and a
+    type such as ``<bool>`` next to every flag and argument: placeholders a
+    reader has to decode. Flags take no value, and arguments are described
+    by their metavar and help, so both get no type; options that take a
+    value keep their metavar (``--expiry E``).
+    """
+    core = typer.core
+    argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = str(self.metavar) if self.metavar is not None else str(self.name).upper()
+            name = name if self.required or name.startswith("[") else f"[{name}]"
+            return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
+
+        argument._usage_display_name = usage_name
+    if argument is not None and hasattr(argument, "display_type_rich"):
+        argument.display_type_rich = lambda self, ctx: None
+    if option is not None and hasattr(option, "display_type_rich"):
+        original = option.display_type_rich
+
+        def option_type(self: Any, ctx: Any) -> str | None:
+            if getattr(self, "is_flag", False) or getattr(self, "count", False):
+                return None
+            shown: str | None = original(self, ctx)
+            return shown
+
+        option.display_type_rich = option_type
+
+
+_plain_help()
 
 
 class _RootGroup(TyperGroup):
@@ -102,6 +139,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"botmemory {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global_options(
     ctx: typer.Context,
@@ -122,6 +167,9 @@ def _global_options(
         envvar="BOTMEMORY_TIMEOUT",
         metavar="SECONDS",
         help="How long to wait for a locked SQLite file or an unresponsive server (default: the backend's).",
+    ),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
     ),
 ) -> None:
     """Bot memory and data retention: KVS, dialog memory, retention, chat."""
