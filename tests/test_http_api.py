@@ -221,7 +221,6 @@ async def test_converse_answers_the_botpress_shape_and_continues(api: Api) -> No
     assert_error(await api.call("POST", f"/api/v1/bots/{BOT}/converse/u1", json={"text": "x", "bot_id": "o"}), 422)
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 11's ownership check")
 async def test_converse_cannot_join_another_users_conversation(api: Api) -> None:
     alice = (await api.call("POST", f"/api/v1/bots/{BOT}/converse/alice", json={"text": "hi"})).json()
     await api.call("POST", f"/api/v1/bots/{BOT}/converse/alice", json={"text": "Alice"})

@@ -61,6 +61,7 @@ from typing import IO, Any, Final
 import orjson
 
 from ..backends.base import PRIVATE_NS_PREFIX, Row
+from ..cancellation import stop_if_cancelled
 from ..codec import encode
 from ..errors import BotMemoryError, InvalidInputError, StoreError
 from ..expiry import MAX_EXPIRY_MS
@@ -511,20 +512,6 @@ async def abort_loads(store: Store, digest: str | None = None) -> int:
     return len(ids)
 
 
-def _stop_if_cancelled() -> None:
-    """Raise CancelledError if this task was cancelled, even when an await swallowed the cancellation.
-
-    On Python 3.11, ``asyncio.wait_for`` returns its result when the awaited
-    call finishes in the same loop turn as the cancellation, and drops the
-    cancellation (fixed in 3.12); redis-py waits for replies that way, so a
-    Ctrl-C or SIGTERM during a load on Redis was often lost and the load ran
-    to its end. ``Task.cancelling()`` still counts the request.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 async def _uninterrupted(step: Awaitable[None]) -> None:
     """Run the swap to its end even if the caller is cancelled (Ctrl-C, SIGTERM) meanwhile.
 
@@ -651,7 +638,7 @@ async def load(
         progress.staged = staged
         if advance is not None:
             advance(len(pending))
-        _stop_if_cancelled()
+        stop_if_cancelled()
 
     for _, ns, row in read_entries(stream, store.limits, now):
         if ns not in plan.namespaces or (row.expires_at is not None and row.expires_at <= now):
@@ -664,7 +651,7 @@ async def load(
             pending_ns = ns
         pending.append(row)
     await flush()
-    _stop_if_cancelled()  # the last chance to stop: after this, the swap runs to its end
+    stop_if_cancelled()  # the last chance to stop: after this, the swap runs to its end
     if not replace:
         occupied = await _occupied(store, targets)  # written meanwhile: the swap would overwrite it
         if occupied:

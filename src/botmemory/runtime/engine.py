@@ -44,13 +44,14 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from ..backends.base import Backend
+from ..cancellation import stop_if_cancelled
 from ..errors import ConversationNotFoundError, InvalidInputError, InvalidKeyError, KeyNotFoundError, StoreError
 from ..keys import validate_key
 from ..namespaces import link_key, links_ns
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
 from .flows import END, ActionCall, Transition
-from .guard import BotCodeError, run_bot_code, stop_if_cancelled
+from .guard import BotCodeError, run_bot_code
 from .hooks import run_hook
 from .loader import LoadedBot, load_bots
 from .metrics import MeteredBackend, TurnStats, current_turn

@@ -34,7 +34,9 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
-__all__ = ["GRACE", "BotCodeError", "BotCodeTimeout", "abandoned_tasks", "run_bot_code", "stop_if_cancelled"]
+from ..cancellation import stop_if_cancelled
+
+__all__ = ["GRACE", "BotCodeError", "BotCodeTimeout", "abandoned_tasks", "run_bot_code"]
 
 T = TypeVar("T")
 
@@ -78,20 +80,6 @@ async def _contain(coro: Awaitable[T]) -> T:
         raise
     except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit, custom BaseExceptions
         raise BotCodeError(f"raised {type(exc).__name__}{f': {exc}' if str(exc) else ''}") from exc
-
-
-def stop_if_cancelled() -> None:
-    """Raise ``CancelledError`` when the current task was cancelled and an await swallowed it.
-
-    Python 3.11's ``asyncio.wait_for`` returns the result of a call that
-    finishes in the same loop turn as a cancellation and drops the
-    cancellation (fixed in 3.12); redis-py waits for replies that way. A
-    turn past its ``turn_timeout`` is cancelled: checking here, between
-    steps, keeps such a lost cancellation from letting the turn run on.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 async def run_bot_code(coro: Awaitable[T], timeout: float, what: str) -> T:
