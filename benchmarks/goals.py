@@ -102,7 +102,75 @@ GOALS: list[Goal] = [
         ("lg-memory-sync", "lg-memory-async"),
         1.0,
     ),
+    Goal(
+        "HTTP KVS GET ≥ 0.6× a minimal Starlette endpoint reading the key with raw sqlite3 (1 worker)",
+        "http",
+        "get_rps",
+        "bm-http",
+        ("minimal-starlette",),
+        0.6,
+    ),
+    Goal(
+        "converse over HTTP ≥ 0.5× in-process turns/s",
+        "http",
+        "turns",
+        "bm-http",
+        ("bm-inprocess",),
+        0.5,
+    ),
 ]
+
+
+def _integration_goals() -> list[Goal]:
+    """botmemory's LangGraph saver and store, each backend next to LangGraph's own on that kind of storage.
+
+    Redis has no LangGraph saver or store of LangGraph's own making: it is held to
+    the PostgreSQL ones, the other server backend. The Bot Framework rows are held
+    to the SDK's MemoryStorage (an in-process dict).
+    """
+    theirs = {
+        "memory": ("lg-memory",),
+        "sqlite": ("lg-sqlite-sync", "lg-sqlite-async"),
+        "postgres": ("lg-postgres",),
+        "redis": ("lg-postgres",),
+    }
+    names = {"memory": "memory", "sqlite": "SQLite", "postgres": "PostgreSQL", "redis": "Redis"}
+    refs = {"memory": "InMemory", "sqlite": "Sqlite", "postgres": "AsyncPostgres", "redis": "AsyncPostgres"}
+    goals = []
+    for op, what in (
+        ("saver-step", "saver step (put_writes + put)"),
+        ("saver-get", "saver get_tuple"),
+        ("saver-list", "saver list(limit=10)"),
+        ("store-put", "store put"),
+        ("store-get", "store get"),
+        ("store-search", "store search"),
+    ):
+        kind = "Saver" if op.startswith("saver") else "Store"
+        for backend, refs_ids in theirs.items():
+            goals.append(
+                Goal(
+                    f"LangGraph {what}: botmemory {names[backend]} ≥ 1× LangGraph {refs[backend]}{kind}",
+                    "integrations",
+                    "ops",
+                    f"{op}:bm-{backend}",
+                    tuple(f"{op}:{r}" for r in refs_ids),
+                    1.0,
+                )
+            )
+    goals.append(
+        Goal(
+            "Bot Framework turn (read + eTag write): BotMemoryStorage memory ≥ 1× MemoryStorage",
+            "integrations",
+            "ops",
+            "bf-turn:bm-memory",
+            ("bf-turn:bf-memory",),
+            1.0,
+        )
+    )
+    return goals
+
+
+GOALS += _integration_goals()
 
 
 def evaluate(rows: list[Row], goals: list[Goal] | None = None) -> list[Verdict]:

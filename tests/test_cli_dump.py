@@ -346,7 +346,9 @@ def test_load_of_a_missing_file(tmp_path: Path) -> None:
     assert "cannot read" in result.stderr
 
 
-async def test_a_backend_failure_midway_is_rolled_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_backend_failure_midway_changes_nothing_and_can_be_resumed_or_aborted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = FakeClock()
     async with open_test_store("memory", tmp_path, clock=clock) as source, open_test_store(
         "sqlite", tmp_path, clock=clock
@@ -355,9 +357,7 @@ async def test_a_backend_failure_midway_is_rolled_back(tmp_path: Path, monkeypat
         await target.bot("other").kvs.set("untouched", 1)
         buffer = io.BytesIO()
         await dumpfile.write_dump(source, buffer)
-        buffer.seek(0)
-        plan = dumpfile.validate(buffer, target.limits, clock.now())
-        buffer.seek(0)
+        plan = dumpfile.validate(io.BytesIO(buffer.getvalue()), target.limits, clock.now())
         calls = 0
         real_restore = target.backend.restore
 
@@ -368,11 +368,30 @@ async def test_a_backend_failure_midway_is_rolled_back(tmp_path: Path, monkeypat
                 raise botmemory.StoreUnavailableError("the disk went away")
             await real_restore(ns, rows)
 
-        monkeypatch.setattr(target.backend, "restore", failing_restore)
-        with pytest.raises(botmemory.StoreUnavailableError):
-            await dumpfile.load(target, buffer, plan, batch=100)
-        assert calls == 4
-        assert set(await snapshot(target)) == {"other"}  # what was written is gone again; the rest untouched
+        def visible(snap: Snapshot) -> set[str]:
+            return {ns for ns in snap if not ns.startswith(dumpfile.STAGING_PREFIX)}
+
+        for finish in ("resume", "abort"):
+            calls = 0
+            monkeypatch.setattr(target.backend, "restore", failing_restore)
+            progress = dumpfile.LoadProgress()
+            with pytest.raises(botmemory.StoreUnavailableError):
+                await dumpfile.load(target, io.BytesIO(buffer.getvalue()), plan, batch=100, progress=progress)
+            assert calls == 4 and progress.staging and not progress.done
+            assert visible(await snapshot(target)) == {"other"}  # the targets never saw a row
+            (pending,) = await dumpfile.pending_loads(target)
+            assert pending["staged"] == progress.staged and 0 < progress.staged < plan.to_write
+            monkeypatch.setattr(target.backend, "restore", real_restore)
+            with pytest.raises(dumpfile.DumpError, match="--resume"):  # a fresh load would double it: refused
+                await dumpfile.load(target, io.BytesIO(buffer.getvalue()), plan)
+            if finish == "resume":
+                await dumpfile.load(target, io.BytesIO(buffer.getvalue()), plan, resume=True)
+                assert await snapshot(target) == {**await snapshot(source), "other": (await snapshot(target))["other"]}
+                await target.backend.replace_namespaces({ns: None for ns in plan.namespaces})  # empty again
+            else:
+                assert await dumpfile.abort_loads(target) == 1
+                assert set(await snapshot(target)) == {"other"}
+            assert await dumpfile.pending_loads(target) == []
 
 
 async def test_load_twice_needs_replace(tmp_path: Path) -> None:

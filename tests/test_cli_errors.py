@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -156,15 +157,17 @@ def test_console_script_exit_codes_and_stderr(tmp_path: Path) -> None:
 
 
 def test_python_dash_m(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "botmemory", "--json", "kvs", "ls", "b"],
-        capture_output=True,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "botmemory", *args], capture_output=True, cwd=tmp_path, timeout=60, check=False
+        )
+
+    assert run("--version").stdout == f"botmemory {botmemory.__version__}\n".encode()
+    result = run("--json", "kvs", "set", "b", "k", "1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == b"[]\n"
+    result = run("--json", "kvs", "ls", "b")
+    assert result.returncode == 0, result.stderr
+    assert [entry["key"] for entry in json.loads(result.stdout)] == ["k"]
 
 
 def test_json_flag_after_the_command(url: str) -> None:

@@ -57,3 +57,25 @@ def test_the_suite_runs_on_the_locked_versions() -> None:
         if name in pins and dist.version != pins[name] and name not in ("pip", "setuptools"):
             drifted.append(f"{name} {dist.version} (lock: {pins[name]})")
     assert not drifted, f"installed versions differ from constraints.txt (`make install`): {sorted(drifted)}"
+
+
+def test_the_bot_framework_suite_lock_covers_its_requirements() -> None:
+    """constraints-botbuilder.txt (the venv of `make test-botbuilder`) pins what that venv installs."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "constraints-botbuilder.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"constraints-botbuilder.txt: {line!r} is not name==version"
+            pins[_norm(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    wanted = [Requirement(r) for name in ("botbuilder", "postgres", "redis") for r in extras[name]]
+    suite = (ROOT / "suites" / "botbuilder" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    wanted += [Requirement(line.split("#", 1)[0]) for line in suite if line.split("#", 1)[0].strip()]
+    problems = [
+        f"{r} but locked {pins.get(_norm(r.name))}"
+        for r in wanted
+        if _norm(r.name) not in pins or pins[_norm(r.name)] not in r.specifier
+    ]
+    assert not problems, f"constraints-botbuilder.txt disagrees (run `make lock`): {problems}"

@@ -20,6 +20,7 @@ EXPECTED_ALL = sorted(
         "Bot",
         "BotMemoryError",
         "Clock",
+        "ConversationNotFoundError",
         "DEFAULT_URL",
         "DialogMemory",
         "Entry",
@@ -32,10 +33,12 @@ EXPECTED_ALL = sorted(
         "LegalHoldError",
         "Limits",
         "QuotaExceededError",
+        "RetentionConfig",
         "Runtime",
         "Scope",
         "Store",
         "StoreError",
+        "StoreOpener",
         "StoreTimeoutError",
         "StoreUnavailableError",
         "SyncStore",
@@ -76,6 +79,7 @@ def test_error_tree() -> None:
         e.ValueTypeError: (e.InvalidInputError, TypeError),
         e.ValueTooLargeError: (e.InvalidInputError,),
         e.KeyNotFoundError: (e.BotMemoryError, KeyError),
+        e.ConversationNotFoundError: (e.KeyNotFoundError,),
         e.VersionConflictError: (e.BotMemoryError,),
         e.QuotaExceededError: (e.BotMemoryError,),
         e.LegalHoldError: (e.BotMemoryError,),
@@ -128,7 +132,8 @@ def test_open_signatures() -> None:
         assert list(params)[:1] == ["url"]
         assert params["clock"].kind is inspect.Parameter.KEYWORD_ONLY
         assert params["limits"].kind is inspect.Parameter.KEYWORD_ONLY
-    assert inspect.iscoroutinefunction(botmemory.open)
+    # open() returns a StoreOpener: awaited it gives the Store, and it is an async context manager
+    assert inspect.signature(botmemory.open).return_annotation in ("StoreOpener", botmemory.StoreOpener)
     assert botmemory.DEFAULT_URL.startswith("sqlite:///") and botmemory.DEFAULT_URL.endswith("botmemory.db")
 
 
@@ -145,7 +150,7 @@ def test_kvs_method_signatures() -> None:
         "get_many": ["keys"],
         "set_many": ["mapping", "expiry"],
         "delete_many": ["keys"],
-        "keys": ["prefix", "limit"],
+        "keys": ["prefix", "limit", "after"],
         "delete_prefix": ["prefix", "all"],
         "ttl": ["key"],
         "expire": ["key", "expiry"],

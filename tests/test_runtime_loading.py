@@ -139,7 +139,9 @@ def test_duplicate_bot_ids_are_refused(tmp_path: Path) -> None:
     (folder / "bot.yaml").write_text("id: one\n", encoding="utf-8")
     bots, errors = load_bots(tmp_path)
     assert bots == {}
-    assert "used by another folder" in errors["one"]
+    assert errors["one"] == (
+        "bot.yaml: bot id 'one' is claimed by 2 folders (one/bot.yaml, two/bot.yaml); none is mounted"
+    )
 
 
 def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock, SystemClock
 from .errors import (
     BotMemoryError,
+    ConversationNotFoundError,
     InvalidExpiryError,
     InvalidInputError,
     InvalidKeyError,
@@ -32,10 +33,11 @@ from .errors import (
 from .kvs import KVS, Entry
 from .limits import Limits
 from .memory import DialogMemory, Scope
-from .store import DEFAULT_URL, Bot, Store, open
+from .store import DEFAULT_URL, Bot, Store, StoreOpener, open
 from .sync import SyncStore, open_sync
 
 if TYPE_CHECKING:
+    from .retention.policy import RetentionConfig
     from .runtime import Runtime
 
 __version__ = "0.1.0"
@@ -48,6 +50,10 @@ def __getattr__(name: str) -> Any:
         from .runtime import Runtime
 
         return Runtime
+    if name == "RetentionConfig":
+        from .retention.policy import RetentionConfig
+
+        return RetentionConfig
     raise AttributeError(f"module 'botmemory' has no attribute {name!r}")
 
 __all__ = [
@@ -56,6 +62,7 @@ __all__ = [
     "Bot",
     "BotMemoryError",
     "Clock",
+    "ConversationNotFoundError",
     "DialogMemory",
     "Entry",
     "InvalidExpiryError",
@@ -66,10 +73,12 @@ __all__ = [
     "LegalHoldError",
     "Limits",
     "QuotaExceededError",
+    "RetentionConfig",
     "Runtime",
     "Scope",
     "Store",
     "StoreError",
+    "StoreOpener",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "SyncStore",

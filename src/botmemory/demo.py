@@ -1,8 +1,11 @@
 """A two-minute tour on the SQLite default: the three memory scopes and an expiring key.
 
-Run with ``python -m botmemory.demo [sqlite:///path.db]``. It uses the
-wall clock, so the expiring key is shown with a short expiry
-and a TTL countdown rather than by sleeping it out.
+Run with ``python -m botmemory.demo [URL]`` (default ``sqlite:///./botmemory-demo.db``,
+a file of its own: the tour never writes into ``./botmemory.db``, where
+``botmemory chat example`` keeps the starter bot's memory, and its bots are
+called ``demo`` and ``demo-other``). It uses the wall clock, so the expiring
+key is shown with a short expiry and a TTL countdown rather than by
+sleeping it out.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from rich.table import Table
 
 import botmemory
 
-__all__ = ["main", "tour"]
+__all__ = ["DEMO_URL", "main", "tour"]
+
+#: Where the tour writes unless given a URL.
+DEMO_URL = "sqlite:///./botmemory-demo.db"
 
 
 async def tour(url: str, console: Console) -> None:
     """Write and read memory in every scope, then show an expiring key."""
-    async with await botmemory.open(url) as store:
-        bot = store.bot("example")
-        other = store.bot("other-bot")
+    async with botmemory.open(url) as store:
+        bot = store.bot("demo")
+        other = store.bot("demo-other")
         mem = bot.memory
         await mem.set_user_variable("ada", "firstname", "Ada")
         await mem.set_conversation_variable("conv-1", "topic", "greeting", expiry="10m")
@@ -47,13 +53,13 @@ async def tour(url: str, console: Console) -> None:
         console.print(f"end_conversation('conv-1') discarded {ended} variable(s); topic is now "
                       f"{await mem.get_conversation_variable('conv-1', 'topic')!r}")
         keys = [k async for k in bot.kvs.keys()]
-        console.print(f"keys of bot 'example': {keys}")
+        console.print(f"keys of bot 'demo': {keys}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m botmemory.demo``."""
     args = sys.argv[1:] if argv is None else argv
-    url = args[0] if args else botmemory.DEFAULT_URL
+    url = args[0] if args else DEMO_URL
     console = Console()
     try:
         asyncio.run(tour(url, console))

@@ -13,6 +13,7 @@ One root; backend exceptions (sqlite3, psycopg, redis) are translated into
     │   ├── ValueTypeError (also TypeError)
     │   └── ValueTooLargeError
     ├── KeyNotFoundError (also KeyError)
+    │   └── ConversationNotFoundError              # no such conversation for this user
     ├── VersionConflictError
     ├── QuotaExceededError
     ├── LegalHoldError
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 __all__ = [
     "BotMemoryError",
+    "ConversationNotFoundError",
     "InvalidExpiryError",
     "InvalidInputError",
     "InvalidKeyError",
@@ -89,6 +91,15 @@ class KeyNotFoundError(BotMemoryError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class ConversationNotFoundError(KeyNotFoundError):
+    """The conversation does not exist for this user.
+
+    Raised when a user names a conversation that another user started: the
+    message never says whose it is (or that it exists at all), so it reads
+    the same as a conversation that never existed.
+    """
 
 
 class VersionConflictError(BotMemoryError):

@@ -205,12 +205,18 @@ class KVS:
         rows = {r.key: r for r in await self._backend.get_many(self.namespace, keys, self._clock.now())}
         return {k: decode(rows[k].value) for k in keys if k in rows}
 
-    def keys(self, prefix: str = "", *, limit: int | None = None) -> AsyncIterator[str]:
-        """Live keys starting with the literal ``prefix``, in code point order, streamed in pages."""
-        return self._keys(validate_prefix(prefix), _check_limit(limit))
+    def keys(self, prefix: str = "", *, limit: int | None = None, after: str | None = None) -> AsyncIterator[str]:
+        """Live keys starting with the literal ``prefix``, in code point order, streamed in pages.
 
-    async def _keys(self, prefix: str, limit: int | None = None) -> AsyncIterator[str]:
-        after: str | None = None
+        ``after`` resumes a listing: only keys strictly greater than it (the
+        last key of the previous page) are listed, so pages can be served
+        one request at a time (the HTTP API's cursors).
+        """
+        if after is not None:
+            after = validate_key(after, None)
+        return self._keys(validate_prefix(prefix), _check_limit(limit), after)
+
+    async def _keys(self, prefix: str, limit: int | None = None, after: str | None = None) -> AsyncIterator[str]:
         left = limit
         while left is None or left > 0:
             page = _PAGE if left is None else min(_PAGE, left)
@@ -235,6 +241,15 @@ class KVS:
         if row is None:
             raise KeyNotFoundError(f"key {key!r} does not exist")
         return None if row.expires_at is None else row.expires_at - now
+
+    async def is_expired(self, key: str) -> bool:
+        """True when ``key`` holds an expired entry not deleted yet (reads treat it as absent).
+
+        For metrics of expired reads refused: call it after a read missed.
+        """
+        key = self._rkey(key)
+        rows = await self._backend.scan_expired(self.namespace, key, self._clock.now(), 100)
+        return any(row.key == key for row in rows)
 
     # -- writes ------------------------------------------------------------
     async def set(

@@ -15,6 +15,10 @@ Layout (all values JSON):
   value ``{"linked_at"}``: which conversations a user took part in.
 - ``__rt/holds/<bot>``: key = ``<enc user_id>``; value ``{"since", "reason"}``.
 - ``__rt/audit/<bot>``: the audit log (see ``botmemory.retention.audit``).
+- ``__rt/owners/<bot>``: key = conversation id (as given); value
+  ``{"user_id", "since"}``: the user who started the conversation, the only
+  one ``Runtime.converse`` lets continue it. Kept after the conversation's
+  session ends (the id stays that user's), deleted when the user is erased.
 - ``__rt/current/<bot>``: key = user id (as given); value
   ``{"conversation_id", "since"}``: the user's current conversation, used by
   ``Runtime.converse(..., conversation_id=None)``; removed when that
@@ -33,6 +37,7 @@ __all__ = [
     "holds_ns",
     "link_key",
     "links_ns",
+    "owners_ns",
     "sessions_ns",
     "user_links_prefix",
 ]
@@ -52,6 +57,10 @@ def holds_ns(bot_id: str) -> str:
 
 def audit_ns(bot_id: str) -> str:
     return f"{PRIVATE_NS_PREFIX}audit/{bot_id}"
+
+
+def owners_ns(bot_id: str) -> str:
+    return f"{PRIVATE_NS_PREFIX}owners/{bot_id}"
 
 
 def current_ns(bot_id: str) -> str:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
 from .backends.base import PRIVATE_NS_PREFIX, Backend
 from .clock import Clock, SystemClock
-from .errors import InvalidInputError
+from .errors import InvalidInputError, show_value
 from .keys import GLOBAL_NS, validate_bot_id
 from .kvs import KVS
 from .limits import Limits
 from .memory import DialogMemory
 
-__all__ = ["BACKENDS", "DEFAULT_URL", "Bot", "Store", "open"]
+__all__ = ["BACKENDS", "DEFAULT_URL", "Bot", "Store", "StoreOpener", "open", "open_store"]
 
 DEFAULT_URL = "sqlite:///./botmemory.db"
 
@@ -134,28 +135,98 @@ class Store:
         await self.close()
 
 
-async def open(  # noqa: A001 - the spec's name: botmemory.open(url)
+class StoreOpener:
+    """What ``botmemory.open(url)`` returns: await it, or use it as ``async with``.
+
+    ``store = await botmemory.open(url)`` gives the ``Store`` (close it
+    yourself or with ``async with store``); ``async with botmemory.open(url)
+    as store:`` opens it and closes it at the end of the block. Nothing is
+    opened until one of the two happens.
+    """
+
+    __slots__ = ("_args", "_store")
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._args = (url, options)
+        self._store: Store | None = None
+
+    def __repr__(self) -> str:
+        return f"<botmemory.open({self._args[0]!r})>"
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        url, options = self._args
+        return open_store(url, **options).__await__()
+
+    async def __aenter__(self) -> Store:
+        url, options = self._args
+        self._store = await open_store(url, **options)
+        return self._store
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+    def __enter__(self) -> None:
+        raise TypeError(
+            "botmemory.open() is async: write `async with botmemory.open(url) as store:` "
+            "or `store = await botmemory.open(url)`; for blocking code use botmemory.open_sync(url)"
+        )
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ always raises
+        return None
+
+
+def open(  # noqa: A001 - the spec's name: botmemory.open(url)
     url: str = DEFAULT_URL,
     *,
     clock: Clock | None = None,
     limits: Limits | None = None,
+    create: bool = True,
     **backend_options: Any,
-) -> Store:
+) -> StoreOpener:
     """Open the store behind ``url``, creating or migrating its schema.
+
+    Use it either way::
+
+        store = await botmemory.open(url)          # then: await store.close(), or async with store
+        async with botmemory.open(url) as store:   # closed at the end of the block
+            ...
 
     Args:
         url: ``memory://``, ``sqlite:///rel.db``, ``sqlite:////abs.db``,
             ``postgresql://…`` or ``redis://…``.
         clock: any object with ``now() -> float``; every expiry decision uses it.
         limits: size limits and quotas.
+        create: False to refuse, rather than create, a store that does not
+            exist yet (a missing SQLite file, a PostgreSQL schema that was
+            never created): read-only tools use it so a mistyped URL is an
+            error, not a new empty store.
         **backend_options: passed to the backend (e.g. ``timeout``).
+
+    Returns:
+        A ``StoreOpener``: awaiting it gives the ``Store``.
 
     Raises:
         InvalidInputError: the URL or an option is malformed.
-        StoreUnavailableError: the backend cannot be opened; nothing was changed.
+        StoreUnavailableError: the backend cannot be opened (or, with
+            ``create=False``, holds no store yet); nothing was changed.
     """
-    if not isinstance(url, str) or "://" not in url:
-        raise InvalidInputError(f"bad store URL {url!r}: expected scheme://…")
+    return StoreOpener(url, {"clock": clock, "limits": limits, "create": create, **backend_options})
+
+
+async def open_store(
+    url: str = DEFAULT_URL,
+    *,
+    clock: Clock | None = None,
+    limits: Limits | None = None,
+    create: bool = True,
+    **backend_options: Any,
+) -> Store:
+    """The coroutine behind ``open``: same arguments, returns the ``Store``."""
+    check_url(url)
     scheme = url.split("://", 1)[0].lower()
     module_name = BACKENDS.get(scheme)
     if module_name is None:
@@ -164,6 +235,28 @@ async def open(  # noqa: A001 - the spec's name: botmemory.open(url)
         raise InvalidInputError("clock must have a now() method returning epoch seconds")
     if limits is not None and not isinstance(limits, Limits):
         raise InvalidInputError("limits must be a botmemory.Limits")
+    if not isinstance(create, bool):
+        raise InvalidInputError(f"create must be True or False, got {create!r}")
     module = importlib.import_module(module_name)
+    if not create:
+        backend_options["create"] = False
     backend: Backend = await module.open_backend(url, **backend_options)
     return Store(backend, clock=clock, limits=limits)
+
+
+def check_url(url: object) -> str:
+    """Refuse a store URL that no backend could read: not a str, no scheme, control characters.
+
+    A NUL or another control character cannot be part of a file name, host
+    or query that means what it looks like (and the drivers fail on it with
+    untyped errors), so it is refused before any backend sees the URL.
+
+    Raises:
+        InvalidInputError: what is wrong with it.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidInputError(f"bad store URL {show_value(url)}: expected scheme://…")
+    bad = next((c for c in url if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        raise InvalidInputError(f"bad store URL {show_value(url)}: it contains the control character {bad!r}")
+    return url

@@ -154,6 +154,24 @@ class _SyncProxy:
 class SyncStore(_SyncProxy):
     """A ``Store`` with blocking methods; use as a context manager or call ``close()``."""
 
+    @property
+    def async_store(self) -> Any:
+        """The ``botmemory.Store`` behind this facade, for code written against the async API."""
+        return self._target
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` (which uses ``async_store``) to completion and return its result.
+
+        Callable from any thread except the facade's own loop thread, like
+        every other blocking method: integrations use it to offer blocking
+        twins of their async methods with one copy of the logic.
+
+        Raises:
+            StoreUnavailableError: the store is closed.
+        """
+        runner: _LoopThread = self._runner
+        return runner.run(coro)
+
     def close(self) -> None:
         """Close the store and stop its loop thread; idempotent."""
         runner: _LoopThread = self._runner
@@ -183,11 +201,11 @@ def open_sync(
     url: str | None = None, *, clock: Clock | None = None, limits: Limits | None = None, **options: Any
 ) -> SyncStore:
     """Blocking twin of ``botmemory.open``: same arguments, same API."""
-    from .store import DEFAULT_URL, open
+    from .store import DEFAULT_URL, open_store
 
     runner = _LoopThread()
     try:
-        store = runner.run(open(url if url is not None else DEFAULT_URL, clock=clock, limits=limits, **options))
+        store = runner.run(open_store(url if url is not None else DEFAULT_URL, clock=clock, limits=limits, **options))
     except BaseException:
         runner.stop()
         raise

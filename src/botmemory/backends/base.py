@@ -14,7 +14,7 @@ subclasses in one place (its ``_translate`` seam).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -27,6 +27,7 @@ __all__ = [
     "Mutation",
     "Purged",
     "Row",
+    "check_moves",
 ]
 
 
@@ -98,6 +99,21 @@ have side effects; it may raise to abort without writing anything.
 
 def _constant(mutation: Mutation) -> MutateFn:
     return lambda _row: mutation
+
+
+def check_moves(moves: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
+    """The ``replace_namespaces`` moves as a list, refused when a namespace is used twice.
+
+    Raises:
+        InvalidInputError: a namespace is both a source and a target, or a source twice.
+    """
+    from ..errors import InvalidInputError
+
+    pairs = list(moves.items())
+    sources = [source for _, source in pairs if source is not None]
+    if len(set(sources)) != len(sources) or set(sources) & set(moves):
+        raise InvalidInputError("replace_namespaces: a namespace may appear once, as a source or as a target")
+    return pairs
 
 
 class Backend(ABC):
@@ -193,6 +209,29 @@ class Backend(ABC):
             for _ in range(row.version - 1):
                 await self.mutate(ns, row.key, placeholder, row.modified_at, None)
             await self.mutate(ns, row.key, _constant(Mutation(row.value, row.expires_at)), row.modified_at, None)
+
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        """Make each target namespace hold exactly what its source held, all targets in one atomic step.
+
+        ``moves`` maps a target namespace to a source namespace (or to None:
+        the target is emptied). Every row of a target is deleted and every
+        row of its source, live or expired, is moved to the target with its
+        value, version, expiry and modification time; the sources are left
+        empty. Either every move happens or none does, also when the process
+        is killed or the connection drops midway: ``botmemory load`` stages
+        a dump in private namespaces, then swaps them in with this (and
+        removes its progress record in the same step).
+
+        An optional capability: the built-in backends implement it; this
+        default refuses, so a load never swaps half-way.
+
+        Raises:
+            InvalidInputError: a namespace is both a source and a target, or a source twice.
+            StoreError: the backend cannot do it (this default), or failed (nothing changed).
+        """
+        from ..errors import StoreError
+
+        raise StoreError(f"the {self.name} backend cannot replace namespaces atomically")
 
     @abstractmethod
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import bisect
 import heapq
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import QuotaExceededError, StoreUnavailableError
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
 
 __all__ = ["MemoryBackend"]
 
@@ -185,6 +185,17 @@ class MemoryBackend(Backend):
             for row in rows:
                 self._store(space, Row(*row))
 
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+        with self._lock:  # no await inside: atomic for this loop, and the lock for other threads
+            spaces = self._spaces
+            for target, source in pairs:
+                moved = spaces.pop(source, None) if source is not None else None
+                if moved is None:
+                    spaces.pop(target, None)
+                else:
+                    spaces[target] = moved
+
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         with self._lock:
             space = self._spaces.get(ns)
@@ -282,9 +293,14 @@ class MemoryBackend(Backend):
 
 
 async def open_backend(url: str, **options: Any) -> MemoryBackend:
-    """``memory://`` (nothing after the scheme is used)."""
-    if options:
-        from ..errors import InvalidInputError
+    """``memory://`` exactly: a new, empty store (``create`` is accepted: there is nothing to find)."""
+    from ..errors import InvalidInputError
 
+    options.pop("create", None)
+    if options:
         raise InvalidInputError(f"memory:// takes no options, got {sorted(options)}")
+    rest = url.split("://", 1)[1]
+    if rest:
+        # a host, path or query would be silently ignored: say so instead
+        raise InvalidInputError(f"bad memory URL {url!r}: write memory:// with nothing after it")
     return MemoryBackend()

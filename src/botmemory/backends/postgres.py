@@ -43,7 +43,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -60,7 +60,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row
+from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row, check_moves
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
@@ -616,6 +616,18 @@ class PostgresBackend(Backend):
 
         await self._transact("restore", job)
 
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+        kv = f'"{self.schema}".kv'
+
+        async def job(conn: AsyncConnection[Any]) -> None:
+            for target, source in pairs:
+                await conn.execute(f"DELETE FROM {kv} WHERE ns = %s", (target,))
+                if source is not None:
+                    await conn.execute(f"UPDATE {kv} SET ns = %s WHERE ns = %s", (target, source))
+
+        await self._transact("replace_namespaces", job)
+
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         keys = list(dict.fromkeys(keys))
         if not keys:
@@ -682,16 +694,29 @@ class PostgresBackend(Backend):
     async def ping(self) -> None:
         await self._fetchone("ping", "SELECT 1", {}, read=True)
 
-    async def migrate(self) -> None:
+    async def migrate(self, *, create: bool = True) -> None:
         """Create the schema and apply pending migrations, one process at a time.
 
+        Args:
+            create: False to refuse a schema that does not exist yet instead
+                of creating it (read-only tools: a mistyped schema name is an
+                error, not a new empty store).
+
         Raises:
-            StoreUnavailableError: the schema was written by a newer botmemory.
+            StoreUnavailableError: the schema was written by a newer botmemory,
+                or (``create=False``) holds no botmemory store.
         """
         s = f'"{self.schema}"'
 
         async def job(conn: AsyncConnection[Any]) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            if not create:
+                cur = await conn.execute("SELECT to_regclass(%s)", (f"{s}.{_MIGRATIONS_TABLE}",))
+                found = await cur.fetchone()
+                if found is None or found[0] is None:
+                    raise StoreUnavailableError(
+                        f"no botmemory store in schema {self.schema!r} (nothing was created)"
+                    )
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {s}.{_MIGRATIONS_TABLE} "
@@ -788,6 +813,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         driver_note=" and libpq's own parameters (sslmode, connect_timeout, options, ...)",
     )
     schema = options.pop("schema", "botmemory")
+    create = options.pop("create", True)
     timeout = positive_seconds("timeout", options.pop("timeout", 5.0))
     min_size = _size("min_size", options.pop("min_size", 1), 0)
     max_size = _size("max_size", options.pop("max_size", 10), 1)
@@ -854,7 +880,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
     backend = PostgresBackend(pool, schema, timeout, info)
     backend_box.append(backend)
     try:
-        await backend.migrate()
+        await backend.migrate(create=create is not False)
     except BaseException:
         await backend.close()
         raise

@@ -42,7 +42,7 @@ import random
 import re
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -63,6 +63,7 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
+from ..cancellation import stop_if_cancelled
 from ..errors import (
     InvalidInputError,
     QuotaExceededError,
@@ -71,7 +72,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["RedisBackend", "glob_escape", "open_backend"]
@@ -326,6 +327,54 @@ return out
 """
 )
 
+# KEYS: nz. ARGV: prefix P, private namespace prefix, then (target, source or '')
+# pairs. Each target is emptied, then gets the source's entries (hashes renamed,
+# indexes moved), all in this one script: atomic for every other client, and a
+# client that dies while it runs cannot stop it half-way. An entry already
+# collected natively is dropped from the indexes instead of moved.
+_REPLACE_NAMESPACES = (
+    _LIB
+    + """
+local P, private = ARGV[1], ARGV[2]
+local function names(ns)
+  local dz = P .. 'd'
+  if string.sub(ns, 1, #private) == private then dz = P .. 'dp' end
+  local id = string.len(ns) .. ':' .. ns
+  return P .. 'k:' .. ns, P .. 'x:' .. ns, dz, id, P .. 'e:' .. id
+end
+for i = 3, #ARGV, 2 do
+  local target, source = ARGV[i], ARGV[i + 1]
+  local tkz, txz, tdz, tid, tep = names(target)
+  while true do
+    local keys = redis.call('ZRANGE', tkz, 0, 499)
+    if #keys == 0 then break end
+    for _, key in ipairs(keys) do forget(tep .. key, tkz, txz, tdz, key, tid .. key) end
+  end
+  redis.call('DEL', tkz, txz)
+  redis.call('SREM', KEYS[1], target)
+  if source ~= '' then
+    local skz, sxz, sdz, sid, sep = names(source)
+    for _, key in ipairs(redis.call('ZRANGE', skz, 0, -1)) do
+      local x = redis.call('ZSCORE', sxz, key)
+      redis.call('ZREM', sdz, sid .. key)
+      if redis.call('EXISTS', sep .. key) == 1 then
+        redis.call('RENAME', sep .. key, tep .. key)
+        if x then redis.call('ZADD', tdz, x, tid .. key) end
+      else
+        redis.call('ZREM', skz, key)
+        redis.call('ZREM', sxz, key)
+      end
+    end
+    if redis.call('EXISTS', skz) == 1 then redis.call('RENAME', skz, tkz) end
+    if redis.call('EXISTS', sxz) == 1 then redis.call('RENAME', sxz, txz) end
+    redis.call('SREM', KEYS[1], source)
+    if redis.call('ZCARD', tkz) > 0 then redis.call('SADD', KEYS[1], target) end
+  end
+end
+return 1
+"""
+)
+
 # KEYS: kz, xz. ARGV: lex min, lex max, limit, now. Live keys in order.
 _SCAN = """
 local limit, now = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -432,6 +481,7 @@ _SCRIPTS: Final = {
     "scan_expired": _SCAN_EXPIRED,
     "acquire": _ACQUIRE,
     "release": _RELEASE,
+    "replace_namespaces": _REPLACE_NAMESPACES,
 }
 
 
@@ -517,16 +567,21 @@ class RedisBackend(Backend):
         """
         client = self._client()
         try:
-            return await fn(client)
+            result = await fn(client)
         except RedisConnectionError as exc:
             if not read:
                 raise _translate(exc, what) from exc
         except (TimeoutError, RedisError, OSError) as exc:
             raise _translate(exc, what) from exc
+        else:
+            stop_if_cancelled()  # redis-py's wait_for may have swallowed a cancel (Python 3.11)
+            return result
         try:
-            return await fn(client)
+            result = await fn(client)
         except (TimeoutError, RedisError, OSError) as exc:
             raise _translate(exc, what) from exc
+        stop_if_cancelled()
+        return result
 
     async def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any], *, read: bool = False) -> Any:
         script = self._scripts[name]
@@ -727,6 +782,13 @@ class RedisBackend(Backend):
         if rows:
             await self._call("restore", job)
 
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+        args: list[Any] = [self.prefix, PRIVATE_NS_PREFIX]
+        for target, source in pairs:
+            args.extend((target, "" if source is None else source))
+        await self._script("replace_namespaces", [self._nz], args)
+
     async def purge_expired(
         self, now: float, limit: int, ns: str | None = None, keep: Sequence[tuple[str, str]] = ()
     ) -> list[Purged]:
@@ -806,6 +868,20 @@ def _redis_url_parameter(name: str) -> bool:
     return name == "db" or name.startswith("ssl_")
 
 
+def _check_database(url: str) -> None:
+    """Refuse a database that is not a number (redis-py would quietly use database 0)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if path and not (path.isascii() and path.isdigit()):
+        raise InvalidInputError(f"bad Redis URL: the database must be a number (redis://host:6379/0), got {path!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInputError(f"bad Redis URL: the port must be a number, got {parts.netloc!r}") from None
+    if port == 0:
+        raise InvalidInputError("bad Redis URL: port 0")
+
+
 async def open_backend(url: str, **options: Any) -> RedisBackend:
     """Open ``redis://[user:password@]host[:port][/db]`` (or ``rediss://`` for TLS).
 
@@ -833,6 +909,7 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
         driver_note=" and redis-py's db and ssl_* parameters",
     )
     prefix = options.pop("prefix", "botmemory:")
+    options.pop("create", None)  # opening creates nothing on Redis: a missing store reads as empty
     timeout = options.pop("timeout", 5.0)
     max_connections = options.pop("max_connections", 64)
     if options:
@@ -842,6 +919,7 @@ async def open_backend(url: str, **options: Any) -> RedisBackend:
     timeout = positive_seconds("timeout", timeout)
     if type(max_connections) is not int or max_connections < 1:
         raise InvalidInputError(f"max_connections must be an int >= 1, got {max_connections!r}")
+    _check_database(url)
     try:
         # A blocking pool waits (up to timeout) for a free connection instead
         # of failing at once when every connection is busy.

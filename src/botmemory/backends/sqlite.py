@@ -26,9 +26,10 @@ import logging
 import os
 import queue
 import sqlite3
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, overload
 
@@ -41,7 +42,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -332,23 +333,35 @@ class _Writer(threading.Thread):
                 pass
 
 
-def _check_file(path: str) -> None:
-    """Refuse anything that is not a new, empty or botmemory SQLite file; change nothing."""
+def _check_file(path: str, create: bool = True) -> None:
+    """Refuse anything that is not a new, empty or botmemory SQLite file; change nothing.
+
+    With ``create=False`` a missing or empty file is refused too.
+    """
     if os.path.isdir(path):
         raise StoreUnavailableError(f"{path!r} is a directory, not a SQLite database file")
     parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise StoreUnavailableError(f"cannot create {path!r}: directory {parent!r} does not exist")
     if not os.path.exists(path):
+        if not create:
+            raise StoreUnavailableError(
+                f"no botmemory store at {path!r}: the file does not exist (nothing was created)"
+            )
+        if not os.path.isdir(parent):
+            raise StoreUnavailableError(f"cannot create {path!r}: directory {parent!r} does not exist")
         if not os.access(parent, os.W_OK):
             raise StoreUnavailableError(f"cannot create {path!r}: directory is not writable")
         return
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # /dev/null, a FIFO, a socket: SQLite fails on them later with misleading errors
+        raise StoreUnavailableError(f"{path!r} is not a regular file; a SQLite store must be one")
     try:
         with open(path, "rb") as f:
             header = f.read(len(_HEADER))
     except OSError as exc:
         raise StoreUnavailableError(f"cannot read {path!r}: {exc}") from exc
     if not header:
+        if not create:
+            raise StoreUnavailableError(f"no botmemory store at {path!r}: the file is empty (nothing was created)")
         return  # a 0-byte file becomes a botmemory database
     if header != _HEADER:
         raise StoreUnavailableError(f"{path!r} is not a SQLite database; refusing to touch it")
@@ -369,6 +382,8 @@ def _check_file(path: str) -> None:
             conn.close()
     except sqlite3.Error as exc:
         raise StoreUnavailableError(f"cannot open {path!r} as SQLite: {exc}") from exc
+    if not create and _MIGRATIONS_TABLE not in tables:
+        raise StoreUnavailableError(f"no botmemory store at {path!r}: the database has no botmemory schema")
     if _MIGRATIONS_TABLE not in tables and {t for t in tables if not t.startswith("sqlite_")}:
         raise StoreUnavailableError(
             f"{path!r} is a SQLite database with other tables and no botmemory schema; refusing to touch it"
@@ -418,8 +433,11 @@ class SQLiteBackend(Backend):
     name = "sqlite"
     loop_bound = False
 
-    def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "normal") -> None:
+    def __init__(
+        self, path: str, *, timeout: float = 30.0, synchronous: str = "normal", create: bool = True
+    ) -> None:
         self.path = path
+        self.create = create
         self.timeout = timeout
         self.synchronous = synchronous
         self._writer: _Writer | None = None
@@ -437,14 +455,16 @@ class SQLiteBackend(Backend):
         self._inline_commits = 0
 
     @classmethod
-    async def open(cls, path: str, *, timeout: float = 30.0, synchronous: str = "normal") -> SQLiteBackend:
-        """Check, create or migrate the file at ``path`` and start the writer."""
-        backend = cls(path, timeout=timeout, synchronous=synchronous)
+    async def open(
+        cls, path: str, *, timeout: float = 30.0, synchronous: str = "normal", create: bool = True
+    ) -> SQLiteBackend:
+        """Check, create (unless ``create=False``) or migrate the file at ``path`` and start the writer."""
+        backend = cls(path, timeout=timeout, synchronous=synchronous, create=create)
         await asyncio.to_thread(backend._open_sync)
         return backend
 
     def _open_sync(self) -> None:
-        _check_file(self.path)
+        _check_file(self.path, self.create)
         existed = os.path.exists(self.path)
         try:
             writer = _Writer(self.path, self.timeout, self.synchronous)
@@ -696,6 +716,18 @@ class SQLiteBackend(Backend):
         if params:
             await self._write(job, inline=False)
 
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        pairs = check_moves(moves)
+
+        def job(conn: sqlite3.Connection) -> None:
+            # one job: one transaction (a savepoint inside a group), all moves or none
+            for target, source in pairs:
+                conn.execute("DELETE FROM kv WHERE ns = ?", (target,))
+                if source is not None:
+                    conn.execute("UPDATE kv SET ns = ? WHERE ns = ?", (target, source))
+
+        await self._write(job, inline=False)
+
     async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
         keys = list(dict.fromkeys(keys))
 
@@ -902,9 +934,17 @@ async def open_backend(url: str, **options: Any) -> SQLiteBackend:
         )
     timeout = options.pop("timeout", 30.0)
     synchronous = options.pop("synchronous", "normal")
+    create = options.pop("create", True)
     if options:
         raise InvalidInputError(f"unknown SQLite options: {sorted(options)}")
     if synchronous not in SYNCHRONOUS:
         raise InvalidInputError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
     timeout = positive_seconds("timeout", timeout)
-    return await SQLiteBackend.open(rest[1:], timeout=timeout, synchronous=synchronous)
+    path = rest[1:]
+    if path == ":memory:" or path.startswith("file:"):
+        # each SQLite connection would get its own in-memory database, or read the
+        # path as a URI; the writer thread and the readers must share one file
+        raise InvalidInputError(
+            f"bad SQLite URL {url!r}: give a file path; for a store that lives in memory use memory://"
+        )
+    return await SQLiteBackend.open(path, timeout=timeout, synchronous=synchronous, create=create is not False)

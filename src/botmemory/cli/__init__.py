@@ -14,6 +14,8 @@
     dump / load                 JSONL copy of a whole store, between any backends
     import-botpress EXPORT.tgz  unpack a Botpress bot export into --bots, safely
     check [DIR]                 which bots of a folder load, and why the others do not
+    serve                       the HTTP API and the web admin (/ui)
+    token create|list|revoke    API tokens of serve
 
 Errors: one line on stderr; exit 2 for bad input (usage, invalid keys or
 values, missing keys, legal hold, version conflicts), 1 for other failures
@@ -28,15 +30,52 @@ from collections.abc import Sequence
 from typing import Any
 
 import typer
+import typer.core
 from typer.core import TyperGroup
 
 from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
-from . import audit, botpress, chat, init, janitor, kvs, memory, users
+from . import audit, botpress, chat, init, janitor, kvs, memory, serve, tokens, users
 from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
 from .dump import dump_command, load_command
 
 __all__ = ["app", "main"]
+
+
+def _plain_help() -> None:
+    """Help in the conventional form: ``BOT KEY`` in usage lines, no ``<bool>``/``<str>`` type column.
+
+    typer 0.2x writes required arguments as ``{BOT}`` in usage lines and a
+    type such as ``<bool>`` next to every flag and argument: placeholders a
+    reader has to decode. Flags take no value, and arguments are described
+    by their metavar and help, so both get no type; options that take a
+    value keep their metavar (``--expiry E``).
+    """
+    core = typer.core
+    argument, option = getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+
+        def usage_name(self: Any) -> str:
+            name = str(self.metavar) if self.metavar is not None else str(self.name).upper()
+            name = name if self.required or name.startswith("[") else f"[{name}]"
+            return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
+
+        argument._usage_display_name = usage_name
+    if argument is not None and hasattr(argument, "display_type_rich"):
+        argument.display_type_rich = lambda self, ctx: None
+    if option is not None and hasattr(option, "display_type_rich"):
+        original = option.display_type_rich
+
+        def option_type(self: Any, ctx: Any) -> str | None:
+            if getattr(self, "is_flag", False) or getattr(self, "count", False):
+                return None
+            shown: str | None = original(self, ctx)
+            return shown
+
+        option.display_type_rich = option_type
+
+
+_plain_help()
 
 
 class _RootGroup(TyperGroup):
@@ -102,6 +141,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"botmemory {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global_options(
     ctx: typer.Context,
@@ -123,6 +170,9 @@ def _global_options(
         metavar="SECONDS",
         help="How long to wait for a locked SQLite file or an unresponsive server (default: the backend's).",
     ),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
 ) -> None:
     """Bot memory and data retention: KVS, dialog memory, retention, chat."""
     if timeout is not None and not (math.isfinite(timeout) and 0 < timeout <= 3600):
@@ -133,12 +183,14 @@ def _global_options(
 app.add_typer(kvs.app, name="kvs")
 app.add_typer(memory.app, name="memory")
 app.add_typer(users.app, name="user")
+app.add_typer(tokens.app, name="token")
 app.command("init")(init.init)
 app.command("chat")(chat.chat)
 app.command("janitor")(janitor.janitor)
 app.command("audit")(audit.audit)
 app.command("dump")(dump_command)
 app.command("load")(load_command)
+app.command("serve")(serve.serve)
 app.command("import-botpress")(botpress.import_botpress)
 app.command("check")(botpress.check)
 

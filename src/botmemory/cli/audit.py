@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +64,9 @@ def audit(
     bot_id = GLOBAL_NS if bot == GLOBAL_BOT else validate_bot_id(bot)
     if user is not None:
         validate_key(user, None, "user id")
+    for when in (since, until):  # bad input is reported before the store is opened
+        if when is not None:
+            parse_when(when, time.time())
 
     async def go(store: Store) -> list[dict[str, Any]]:
         now = store.clock.now()
@@ -73,7 +77,7 @@ def audit(
         )
         return records
 
-    records = run(ctx, go)
+    records = run(ctx, go, create=False)
     if out.json:
         out.data(records)
         return

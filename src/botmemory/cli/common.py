@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,10 +55,14 @@ __all__ = [
     "exit_code_for",
     "kvs_for",
     "parse_json_arg",
+    "print_note",
     "report_error",
     "run",
     "settings",
     "show",
+    "value_text",
+    "writing_bot",
+    "writing_kvs",
 ]
 
 T = TypeVar("T")
@@ -230,19 +235,56 @@ def parse_json_arg(text: str, what: str = "value") -> Any:
         raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None
 
 
+#: the most JSON text ``-`` or ``@FILE`` may hold (values are refused at the store's own limit, 1 MiB by default)
+MAX_VALUE_TEXT: Final = 64 * 1024 * 1024
+
+
+def value_text(arg: str, what: str = "VALUE_JSON") -> str:
+    """The JSON text of a value argument: the argument itself, ``-`` for stdin, ``@FILE`` for a file.
+
+    Neither ``-`` nor ``@…`` is JSON, so they cannot be mistaken for a value;
+    they lift the operating system's argument size limit (~128 KB).
+
+    Raises:
+        InvalidInputError: the file cannot be read, or the text is not UTF-8.
+        ValueTooLargeError: more than ``MAX_VALUE_TEXT`` bytes.
+    """
+    if arg == "-":
+        raw = typer.get_binary_stream("stdin").read(MAX_VALUE_TEXT + 1)
+        source = "stdin"
+    elif arg.startswith("@"):
+        source = arg[1:]
+        try:
+            with open(source, "rb") as stream:
+                raw = stream.read(MAX_VALUE_TEXT + 1)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {what} from {show(source)}: {exc.strerror}") from None
+    else:
+        return arg
+    if len(raw) > MAX_VALUE_TEXT:
+        raise ValueTooLargeError(f"{what} from {show(source)} is longer than {MAX_VALUE_TEXT} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{what} from {show(source)} is not valid UTF-8") from None
+
+
 # -- the store -----------------------------------------------------------------
 
 
-def kvs_for(store: Store, bot: str, opts: Settings | None = None) -> KVS:
-    """The KVS named on the command line: a bot's, or the server-wide one for ``@global``.
-
-    With ``opts`` (for writes), the bot follows its retention policies (:func:`bot_with_policies`).
-    """
+def kvs_for(store: Store, bot: str) -> KVS:
+    """The KVS named on the command line: a bot's, or the server-wide one for ``@global``."""
     if bot == GLOBAL_BOT:
         return store.global_kvs
-    if opts is not None:
-        return bot_with_policies(store, validate_bot_id(bot), opts).kvs
     return store.bot(validate_bot_id(bot)).kvs
+
+
+async def writing_kvs(store: Store, bot: str, opts: Settings) -> tuple[KVS, str | None]:
+    """:func:`kvs_for` for a write: a bot's KVS follows its retention policies (:func:`writing_bot`)."""
+    if bot == GLOBAL_BOT:
+        return store.global_kvs, None  # the server-wide KVS has no retention policies
+    handle, note = await writing_bot(store, bot, opts)
+    return handle.kvs, note
 
 
 def namespace_for(bot: str) -> str:
@@ -250,24 +292,30 @@ def namespace_for(bot: str) -> str:
     return GLOBAL_NS if bot == GLOBAL_BOT else validate_bot_id(bot)
 
 
-async def open_store(url: str, timeout: float | None = None) -> Store:
+async def open_store(url: str, timeout: float | None = None, *, create: bool = True) -> Store:
     """``botmemory.open(url)``, refusing a URL that is not valid UTF-8 (from a byte-mangled environment).
 
     ``timeout`` (seconds) goes to the backend: how long SQLite waits for a
     locked database, PostgreSQL and Redis for a connection and each call.
+    ``create=False`` (commands that only read or delete): a store that does
+    not exist is an error, never created empty.
     """
     check_argv([url], what="--store URL")
     if timeout is None or url.startswith("memory:"):
-        return await store_module.open(url)
-    return await store_module.open(url, timeout=timeout)
+        return await store_module.open(url, create=create)
+    return await store_module.open(url, timeout=timeout, create=create)
 
 
-def run(ctx: typer.Context, command: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store named by ``--store``, run ``command`` with it, close it."""
+def run(ctx: typer.Context, command: Callable[[Store], Awaitable[T]], *, create: bool = True) -> T:
+    """Open the store named by ``--store``, run ``command`` with it, close it.
+
+    ``create=False`` for commands that only read (or delete): they never
+    create a store, so a mistyped ``--store`` is an error, not a new empty store.
+    """
     opts = settings(ctx)
 
     async def main() -> T:
-        store = await open_store(opts.store_url, opts.timeout)
+        store = await open_store(opts.store_url, opts.timeout, create=create)
         try:
             return await command(store)
         finally:
@@ -276,15 +324,28 @@ def run(ctx: typer.Context, command: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-async def open_runtime(store: Store, bots_dir: str) -> Runtime:
-    """``await botmemory.Runtime.open(store, bots_dir)``: every bot of the folder, mounted."""
+def _not_a_load_error(record: logging.LogRecord) -> bool:
+    return not getattr(record, "load_error", False)
+
+
+async def open_runtime(store: Store, bots_dir: str, *, only: Collection[str] | None = None) -> Runtime:
+    """``await botmemory.Runtime.open(store, bots_dir)``: the bots of the folder (or ``only`` those), mounted.
+
+    The loader logs each bot that fails to load; commands report
+    ``runtime.load_errors`` themselves, once, so those records are dropped here.
+    """
     from ..runtime import Runtime  # imported on use: kvs commands need no flows or Jinja2
 
-    return await Runtime.open(store, bots_dir)
+    runtime_logger = logging.getLogger("botmemory.runtime")
+    runtime_logger.addFilter(_not_a_load_error)
+    try:
+        return await Runtime.open(store, bots_dir, only=only)
+    finally:
+        runtime_logger.removeFilter(_not_a_load_error)
 
 
-def retention_of(bots_dir: str, bot_id: str) -> RetentionConfig | None:
-    """The retention section of bot ``bot_id``'s ``bot.yaml`` in ``bots_dir``, if that folder has the bot.
+def _folder_retention(bots_dir: str, bot_id: str) -> tuple[bool, RetentionConfig | None]:
+    """Whether ``bots_dir`` holds bot ``bot_id``, and the retention section of its ``bot.yaml``.
 
     Raises:
         InvalidInputError: the section is invalid (the runtime would not mount that bot either).
@@ -293,7 +354,7 @@ def retention_of(bots_dir: str, bot_id: str) -> RetentionConfig | None:
     try:
         folders = sorted(p for p in root.iterdir() if (p / "bot.yaml").is_file()) if root.is_dir() else []
     except OSError:
-        return None
+        return False, None
     for folder in folders:
         try:
             doc = yaml.safe_load((folder / "bot.yaml").read_text(encoding="utf-8"))
@@ -303,24 +364,66 @@ def retention_of(bots_dir: str, bot_id: str) -> RetentionConfig | None:
             continue
         raw = doc.get("retention")
         if raw is None:
-            return None
+            return True, None
         if not isinstance(raw, dict):
             raise InvalidInputError(f"{folder.name}/bot.yaml: retention must be a mapping")
-        return RetentionConfig.parse(raw, source=f"{folder.name}/bot.yaml")
-    return None
+        return True, RetentionConfig.parse(raw, source=f"{folder.name}/bot.yaml")
+    return False, None
+
+
+def retention_of(bots_dir: str, bot_id: str) -> RetentionConfig | None:
+    """The retention section of bot ``bot_id``'s ``bot.yaml`` in ``bots_dir``, if that folder has the bot.
+
+    Raises:
+        InvalidInputError: the section is invalid (the runtime would not mount that bot either).
+    """
+    return _folder_retention(bots_dir, bot_id)[1]
 
 
 def bot_with_policies(store: Store, bot_id: str, opts: Settings) -> Bot:
     """``store.bot(bot_id)`` following the retention policies of its ``bot.yaml`` under ``--bots``.
 
-    So a variable set from the command line gets the expiry a flow's write
-    would get, and erasure records name the policies.
+    So erasure records name the policies. Commands that write data use
+    :func:`writing_bot`, which also finds the policies a runtime recorded.
     """
     bot = store.bot(bot_id)
     config = retention_of(opts.bots_dir, bot.id)
     if config is not None:
         bot.retention = config
     return bot
+
+
+async def writing_bot(store: Store, bot_id: str, opts: Settings) -> tuple[Bot, str | None]:
+    """``store.bot(bot_id)`` with the retention policies its writes must follow, and a note for stderr.
+
+    The policies come from the bot's ``bot.yaml`` under ``--bots``; when
+    that folder does not hold the bot, from the policies a runtime recorded
+    in the store when it last mounted the bot (``serve``, ``chat``,
+    ``janitor``). When neither knows the bot, the write goes ahead without
+    policies and the note (print it once the write succeeded) says so: the
+    CLI cannot know what it was never told.
+    """
+    from ..retention.policy import declared_config
+
+    bot = store.bot(validate_bot_id(bot_id))
+    note = None
+    found, config = _folder_retention(opts.bots_dir, bot.id)
+    if not found:
+        config = await declared_config(store, bot.id)
+        if config is None:
+            note = (
+                f"note: bot {show(bot.id)} is not in {show(opts.bots_dir)} (--bots) and no runtime has recorded "
+                "its retention policies in this store: written without retention policies"
+            )
+    if config is not None:
+        bot.retention = config
+    return bot, note
+
+
+def print_note(note: str | None) -> None:
+    """A note from :func:`writing_bot`, on stderr, after the command succeeded."""
+    if note:
+        sys.stderr.write(note + "\n")
 
 
 def has_bots(bots_dir: str) -> bool:

@@ -25,17 +25,35 @@
   start time throughout).
 
 Loading validates the whole file before writing anything (see
-:func:`validate`), then writes each namespace in batches with
-``Backend.restore``.
+:func:`validate`), then writes it into a staging copy and swaps that in:
+
+1. a manifest is written in ``__rt/load/<id>`` (``id``: the first 24 hex
+   digits of the file's SHA-256), naming the targets, the options and the
+   progress;
+2. the entries are written in batches with ``Backend.restore`` into
+   staging namespaces ``__rt/load/<id>/<target namespace>``, which nothing
+   reads; after each batch the manifest records the last entry written;
+3. one ``Backend.replace_namespaces`` call makes every target namespace hold
+   its staging copy (with ``--replace``, the target's old rows go; without,
+   the targets were empty) and deletes the manifest, atomically.
+
+So the targets change all at once or not at all, whatever interrupts the
+load (Ctrl-C, SIGTERM, SIGKILL, a backend failure): until step 3 they hold
+exactly what they held before. An interrupted load leaves its staging copy;
+``botmemory load FILE --resume`` goes on from the manifest's last entry and
+finishes (restoring an entry twice writes the same row), ``botmemory load
+--abort [FILE]`` discards it. ``dump`` leaves staging copies out.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Final
@@ -43,6 +61,7 @@ from typing import IO, Any, Final
 import orjson
 
 from ..backends.base import PRIVATE_NS_PREFIX, Row
+from ..cancellation import stop_if_cancelled
 from ..codec import encode
 from ..errors import BotMemoryError, InvalidInputError, StoreError
 from ..expiry import MAX_EXPIRY_MS
@@ -53,11 +72,17 @@ from ..store import Store
 __all__ = [
     "FORMAT",
     "GLOBAL_OWNER",
+    "STAGING_PREFIX",
     "VERSION",
     "DumpError",
     "LoadPlan",
+    "LoadProgress",
+    "abort_loads",
+    "file_digest",
     "load",
     "namespace_owner",
+    "pending_loads",
+    "resume_hint",
     "validate",
     "write_dump",
 ]
@@ -68,6 +93,9 @@ VERSION: Final = 1
 GLOBAL_OWNER: Final = "@global"
 
 PAGE: Final = 500
+#: Namespaces of loads in progress: ``__rt/load/<id>`` (the manifest), ``__rt/load/<id>/<target>`` (staging).
+STAGING_PREFIX: Final = f"{PRIVATE_NS_PREFIX}load/"
+_MANIFEST: Final = "manifest"
 _MAX_KEY_BYTES: Final = 65_536
 _INT64_MAX: Final = 2**63 - 1
 
@@ -115,7 +143,7 @@ def _valid_namespace(ns: object) -> bool:
 
 
 def _selected(ns: str, owners: frozenset[str] | None) -> bool:
-    return owners is None or namespace_owner(ns) in owners
+    return not ns.startswith(STAGING_PREFIX) and (owners is None or namespace_owner(ns) in owners)
 
 
 def _rfc3339(epoch: float) -> str:
@@ -270,7 +298,7 @@ def _number(value: object) -> bool:
 def _entry(obj: dict[str, Any], line: int, limits: Limits) -> tuple[str, Row]:
     """Check one entry line; the namespace and the row to restore."""
     ns = obj["ns"]
-    if not _valid_namespace(ns):
+    if not _valid_namespace(ns) or ns.startswith(STAGING_PREFIX):
         raise DumpError(line, f"invalid namespace {ns!r}")
     key = obj["key"]
     try:
@@ -415,6 +443,106 @@ def validate(stream: IO[bytes], limits: Limits, now: float, owners: frozenset[st
 # -- load: writing -----------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class LoadProgress:
+    """How far a :func:`load` got (the CLI reads it when the load is interrupted)."""
+
+    load_id: str = ""
+    total: int = 0
+    staged: int = 0
+    #: a staging copy exists in the store (resume or abort it)
+    staging: bool = False
+    #: the staging copy was swapped in: the load is complete
+    done: bool = False
+
+
+def file_digest(stream: IO[bytes]) -> str:
+    """The SHA-256 of a dump stream (read from its start; left at its start)."""
+    stream.seek(0)
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def _manifest_ns(load_id: str) -> str:
+    return f"{STAGING_PREFIX}{load_id}"
+
+
+def _staging_ns(load_id: str, target: str) -> str:
+    return f"{STAGING_PREFIX}{load_id}/{target}"
+
+
+def resume_hint(progress: LoadProgress) -> str:
+    """What to do about an interrupted load, for its error message."""
+    return (
+        f"the store is unchanged; {progress.staged} of {progress.total} entries are staged: "
+        "`botmemory load FILE --resume` finishes the load, `botmemory load --abort` discards the staged copy"
+    )
+
+
+async def pending_loads(store: Store) -> list[dict[str, Any]]:
+    """The manifests of the loads staged in ``store`` and not swapped in (interrupted ones, or running)."""
+    found = []
+    for ns in await store.backend.namespaces():
+        if ns.startswith(STAGING_PREFIX) and "/" not in ns[len(STAGING_PREFIX) :]:
+            manifest = await store.private_kvs(ns).get(_MANIFEST)
+            if isinstance(manifest, dict):
+                found.append({**manifest, "id": ns[len(STAGING_PREFIX) :]})
+    return found
+
+
+async def abort_loads(store: Store, digest: str | None = None) -> int:
+    """Discard the staging copies of interrupted loads (of the file with SHA-256 ``digest``, or all).
+
+    The targets are not touched: they never saw the staged entries.
+
+    Returns:
+        How many loads were discarded.
+    """
+    backend = store.backend
+    names = [ns for ns in await backend.namespaces() if ns.startswith(STAGING_PREFIX)]
+    ids = {ns[len(STAGING_PREFIX) :].split("/", 1)[0] for ns in names}
+    if digest is not None:
+        ids &= {digest[:24]}
+    doomed = {ns: None for ns in names if ns[len(STAGING_PREFIX) :].split("/", 1)[0] in ids}
+    if doomed:
+        await backend.replace_namespaces(doomed)
+    return len(ids)
+
+
+async def _uninterrupted(step: Awaitable[None]) -> None:
+    """Run the swap to its end even if the caller is cancelled (Ctrl-C, SIGTERM) meanwhile.
+
+    The swap is one atomic backend call, short next to the load: stopping
+    the wait halfway would only leave the caller unsure whether it happened.
+    """
+    task = asyncio.ensure_future(step)
+    while True:
+        try:
+            await asyncio.shield(task)
+            return
+        except asyncio.CancelledError:
+            if task.done():
+                task.result()  # the swap itself failed or was cancelled: say so
+                return
+            continue
+
+
+async def _occupied(store: Store, targets: Sequence[str]) -> list[str]:
+    now = store.clock.now()
+    return [ns for ns in targets if await store.backend.count(ns, now) > 0]
+
+
+def _occupied_error(occupied: Sequence[str], extra: str = "") -> DumpError:
+    shown = ", ".join(repr(ns) for ns in occupied[:5]) + (" …" if len(occupied) > 5 else "")
+    return DumpError(
+        None,
+        f"the store already holds data in {len(occupied)} namespace(s) to load ({shown}); use --replace{extra}",
+    )
+
+
 async def load(
     store: Store,
     stream: IO[bytes],
@@ -424,66 +552,115 @@ async def load(
     replace: bool = False,
     batch: int = PAGE,
     advance: Callable[[int], None] | None = None,
+    resume: bool = False,
+    progress: LoadProgress | None = None,
 ) -> None:
-    """Write a validated dump into ``store``; all or nothing as far as the backend allows.
+    """Write a validated dump into ``store``: all or nothing, whatever interrupts it.
 
     Refuses (``DumpError``, nothing written) when a namespace to be written
-    already holds live entries, unless ``replace``: then each such namespace
-    is emptied first. If the backend fails midway, the namespaces written so
-    far are emptied again (without ``replace`` they were empty before);
-    with ``replace`` their old contents are lost.
+    already holds live entries, unless ``replace``: then its old entries are
+    replaced. The entries are staged, then swapped in at once (see the module
+    docstring); an interrupted load leaves the targets as they were and its
+    staging copy in place, for ``resume=True`` (same file, same options) or
+    :func:`abort_loads`.
 
     Args:
         store: the target store.
         stream: the same dump :func:`validate` checked, at its start.
         plan: what :func:`validate` returned.
         owners: the same selection given to :func:`validate`.
-        replace: empty the target namespaces before writing.
+        replace: replace the target namespaces' contents.
         batch: rows per ``Backend.restore`` call.
-        advance: called with the number of entries written after each batch.
+        advance: called with the number of entries staged after each batch.
+        resume: finish an interrupted load of this file instead of starting one.
+        progress: filled in as the load goes (what is staged, whether it is done).
+
+    Raises:
+        DumpError: targets hold data (without ``replace``), an interrupted
+            load of this file is staged (without ``resume``) or there is
+            none to resume, or the options differ from the interrupted load's.
+        StoreError: the backend failed; the targets are unchanged.
     """
     backend = store.backend
-    now = store.clock.now()
+    progress = progress if progress is not None else LoadProgress()
+    digest = file_digest(stream)
+    load_id = progress.load_id = digest[:24]
+    progress.total = plan.to_write
+    manifest_kvs = store.private_kvs(_manifest_ns(load_id))
+    selection = sorted(owners) if owners is not None else None
+    manifest = await manifest_kvs.get(_MANIFEST)
+    if isinstance(manifest, dict):
+        progress.staging = True
+        progress.staged = int(manifest.get("staged", 0))
+        if not resume:
+            raise DumpError(None, f"an interrupted load of this file is staged in the store: {resume_hint(progress)}")
+        if manifest.get("owners") != selection or manifest.get("replace") != replace:
+            bots = " ".join(f"--bot {b}" for b in manifest.get("owners") or ()) or "no --bot"
+            flag = "--replace" if manifest.get("replace") else "no --replace"
+            raise DumpError(None, f"resume with the options of the interrupted load: {bots}, {flag}")
+    elif resume:
+        raise DumpError(None, "no interrupted load of this file in this store: nothing to resume")
+    else:
+        manifest = None
     targets = list(plan.namespaces)
-    occupied = [ns for ns in targets if await backend.count(ns, now) > 0]
-    if occupied and not replace:
-        shown = ", ".join(repr(ns) for ns in occupied[:5]) + (" …" if len(occupied) > 5 else "")
-        raise DumpError(
-            None, f"the store already holds data in {len(occupied)} namespace(s) to load ({shown}); use --replace"
-        )
-    touched: list[str] = []
-    try:
-        if replace:
-            for ns in occupied:
-                await backend.delete_prefix(ns, "", now)
-        pending: list[Row] = []
-        pending_ns: str | None = None
+    if not replace:
+        occupied = await _occupied(store, targets)
+        if occupied:
+            raise _occupied_error(occupied)
+    if manifest is None:
+        manifest = {
+            "file_sha256": digest,
+            "owners": selection,
+            "replace": replace,
+            "targets": targets,
+            "total": plan.to_write,
+            "started": store.clock.now(),
+            "staged": 0,
+            "position": None,
+        }
+        await manifest_kvs.set(_MANIFEST, manifest)
+        progress.staging = True
+    position = tuple(manifest["position"]) if isinstance(manifest.get("position"), list) else None
+    staged = progress.staged = int(manifest.get("staged", 0)) if position is not None else 0
+    if advance is not None and staged:
+        advance(staged)
+    now = store.clock.now()
+    pending: list[Row] = []
+    pending_ns: str | None = None
 
-        async def flush() -> None:
-            if pending_ns is not None and pending:
-                if not touched or touched[-1] != pending_ns:
-                    touched.append(pending_ns)
-                await backend.restore(pending_ns, pending)
-                if advance is not None:
-                    advance(len(pending))
+    async def flush() -> None:
+        nonlocal staged
+        if pending_ns is None or not pending:
+            return
+        await backend.restore(_staging_ns(load_id, pending_ns), pending)
+        staged += len(pending)
+        await manifest_kvs.set(_MANIFEST, {**manifest, "staged": staged, "position": [pending_ns, pending[-1].key]})
+        progress.staged = staged
+        if advance is not None:
+            advance(len(pending))
+        stop_if_cancelled()
 
-        for _, ns, row in read_entries(stream, store.limits, now):
-            if ns not in plan.namespaces or (row.expires_at is not None and row.expires_at <= now):
-                continue
-            if ns != pending_ns or len(pending) >= batch:
-                await flush()
-                pending = []
-                pending_ns = ns
-            pending.append(row)
-        await flush()
-    except BaseException:
-        if not replace:
-            for ns in touched:
-                try:
-                    await backend.delete_prefix(ns, "", store.clock.now())
-                except Exception:  # noqa: S112 - best effort; the original error matters more
-                    continue
-        raise
+    for _, ns, row in read_entries(stream, store.limits, now):
+        if ns not in plan.namespaces or (row.expires_at is not None and row.expires_at <= now):
+            continue
+        if position is not None and (ns, row.key) <= position:
+            continue  # staged before the interruption
+        if ns != pending_ns or len(pending) >= batch:
+            await flush()
+            pending = []
+            pending_ns = ns
+        pending.append(row)
+    await flush()
+    stop_if_cancelled()  # the last chance to stop: after this, the swap runs to its end
+    if not replace:
+        occupied = await _occupied(store, targets)  # written meanwhile: the swap would overwrite it
+        if occupied:
+            raise _occupied_error(occupied, f"; {resume_hint(progress)}")
+    moves: dict[str, str | None] = {target: _staging_ns(load_id, target) for target in targets}
+    moves[_manifest_ns(load_id)] = None
+    await _uninterrupted(backend.replace_namespaces(moves))
+    progress.done = True
+    progress.staging = False
 
 
 def select_owners(bots: Sequence[str] | None) -> frozenset[str] | None:

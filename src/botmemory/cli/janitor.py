@@ -35,11 +35,24 @@ def _report_dict(report: Any) -> dict[str, Any]:
     raise TypeError(f"janitor returned {type(report).__name__}, not a report")
 
 
+def _number(name: str, value: int | float) -> str:
+    """A counter as people read it: durations in ms or s, other floats with 4 significant digits."""
+    if isinstance(value, int):
+        return str(value)
+    if name == "duration" or name.endswith("_seconds"):
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{value:.4g}"
+
+
 def _print_report(out: Output, report: dict[str, Any], run: int) -> None:
     if out.json:
-        out.json_line(report)
+        out.json_line(report)  # scripts get the exact numbers
         return
-    parts = [f"{show(str(k))} {v}" for k, v in report.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    parts = [
+        f"{show(str(k))} {_number(str(k), v)}"
+        for k, v in report.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
     out.text(f"janitor run {run}: " + (", ".join(parts) or "nothing to report"))
 
 
@@ -80,8 +93,9 @@ def janitor(
         try:
             if use_runtime:
                 runtime = runner.run(open_runtime(store, opts.bots_dir))
-                for bot_id, error in sorted(runtime.load_errors.items()):
-                    sys.stderr.write(f"warning: bot {show(bot_id)} not mounted: {show(error)}\n")
+                if loop:  # a long-running janitor carries on; --once reports them as its failure below
+                    for bot_id, error in sorted(runtime.load_errors.items()):
+                        sys.stderr.write(f"warning: bot {show(bot_id)} not mounted: {show(error)}\n")
                 run_once: Callable[[], Any] = runtime.janitor_once
             else:
                 from ..retention.janitor import Janitor
@@ -100,6 +114,15 @@ def janitor(
                 if once:
                     raise
                 out.text("janitor stopped", style="dim")
+            if once and runtime is not None and runtime.load_errors:
+                # the run went ahead for the others, but a broken bot's policies were not applied
+                errors = sorted(runtime.load_errors.items())
+                bot_id, error = errors[0]
+                others = ", ".join(show(b) for b, _ in errors[1:])
+                more = f" (and {len(errors) - 1} more bot(s): {others})" if len(errors) > 1 else ""
+                raise InvalidInputError(
+                    f"bot {show(bot_id)} not mounted, its retention policies were not applied: {show(error)}{more}"
+                )
         finally:
             try:
                 if runtime is not None:

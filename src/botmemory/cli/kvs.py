@@ -7,10 +7,23 @@ from typing import Any, Final
 import typer
 
 from ..codec import decode
-from ..errors import KeyNotFoundError
+from ..errors import InvalidInputError, KeyNotFoundError
 from ..kvs import KVS, Entry
 from ..store import Store
-from .common import GLOBAL_BOT, Output, human_ttl, kvs_for, parse_json_arg, run, settings, show, to_json
+from .common import (
+    GLOBAL_BOT,
+    Output,
+    human_ttl,
+    kvs_for,
+    parse_json_arg,
+    print_note,
+    run,
+    settings,
+    show,
+    to_json,
+    value_text,
+    writing_kvs,
+)
 
 __all__ = ["app"]
 
@@ -66,7 +79,7 @@ def get(ctx: typer.Context, bot: str = BOT, key: str = KEY, path: str | None = P
         else:
             out.pretty(entry.value)
 
-    run(ctx, go)
+    run(ctx, go, create=False)
 
 
 @app.command("set")
@@ -74,7 +87,11 @@ def set_(
     ctx: typer.Context,
     bot: str = BOT,
     key: str = KEY,
-    value: str = typer.Argument(..., metavar="VALUE_JSON", help='JSON text: 42, "text", {"a": 1}, null.'),
+    value: str = typer.Argument(
+        ...,
+        metavar="VALUE_JSON",
+        help='JSON text: 42, "text", {"a": 1}, null; - reads it from stdin, @FILE from a file (for large values).',
+    ),
     path: str | None = PATH,
     expiry: str | None = typer.Option(None, "--expiry", metavar="E", help="30s, 10m, 1.5h, 30 days, PT10M, never…"),
     keep_ttl: bool = typer.Option(False, "--keep-ttl", help="Keep the key's current expiry."),
@@ -85,12 +102,14 @@ def set_(
     """Store VALUE_JSON at KEY; prints the new version."""
     opts = settings(ctx)
     out = Output(opts.json)
-    parsed = parse_json_arg(value, "VALUE_JSON")
+    parsed = parse_json_arg(value_text(value), "VALUE_JSON")
 
-    async def go(store: Store) -> int:
-        return await kvs_for(store, bot, opts).set(key, parsed, path, expiry, keep_ttl=keep_ttl, if_version=if_version)
+    async def go(store: Store) -> tuple[int, str | None]:
+        kvs, note = await writing_kvs(store, bot, opts)
+        return await kvs.set(key, parsed, path, expiry, keep_ttl=keep_ttl, if_version=if_version), note
 
-    version = run(ctx, go)
+    version, note = run(ctx, go)
+    print_note(note)
     if out.json:
         out.data({"key": key, "version": version})
     else:
@@ -106,7 +125,7 @@ def delete(ctx: typer.Context, bot: str = BOT, key: str = KEY) -> None:
         if not await kvs_for(store, bot).delete(key):
             raise KeyNotFoundError(f"key {key!r} does not exist")
 
-    run(ctx, go)
+    run(ctx, go, create=False)
     if out.json:
         out.data({"key": key, "deleted": True})
     else:
@@ -122,6 +141,8 @@ def ls(
 ) -> None:
     """List live keys under PREFIX, in code point order, with version and TTL."""
     out = Output(settings(ctx).json)
+    if limit is not None and limit < 1:  # bad input is reported before the store is opened
+        raise InvalidInputError(f"--limit must be a positive number, got {limit}")
 
     async def go(store: Store) -> tuple[list[Entry], float]:
         kvs = kvs_for(store, bot)
@@ -135,7 +156,7 @@ def ls(
         entries += await _entries(store, kvs, page)
         return entries, store.clock.now()
 
-    entries, now = run(ctx, go)
+    entries, now = run(ctx, go, create=False)
     if out.json:
         out.data([_entry_json(e, now) for e in entries])
         return
@@ -179,7 +200,7 @@ def ttl(ctx: typer.Context, bot: str = BOT, key: str = KEY) -> None:
     async def go(store: Store) -> float | None:
         return await kvs_for(store, bot).ttl(key)
 
-    left = run(ctx, go)
+    left = run(ctx, go, create=False)
     if out.json:
         out.data({"key": key, "ttl": left})
     else:

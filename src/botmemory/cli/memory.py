@@ -17,7 +17,18 @@ import typer
 from ..errors import InvalidInputError, KeyNotFoundError
 from ..memory import Scope
 from ..store import Store
-from .common import Output, Settings, bot_with_policies, parse_json_arg, run, settings, show, to_json
+from .common import (
+    Output,
+    Settings,
+    parse_json_arg,
+    print_note,
+    run,
+    settings,
+    show,
+    to_json,
+    value_text,
+    writing_bot,
+)
 
 __all__ = ["app"]
 
@@ -29,7 +40,9 @@ _SCOPES: Final = ("user", "conversation", "global")
 BOT = typer.Argument(..., metavar="BOT")
 SCOPE = typer.Argument(..., metavar="SCOPE", help="user, conversation or global.")
 OWNER_NAME = typer.Argument(..., metavar="[OWNER] NAME", help="USER or CONV id (not for global), then NAME.")
-OWNER_NAME_VALUE = typer.Argument(..., metavar="[OWNER] NAME VALUE_JSON")
+OWNER_NAME_VALUE = typer.Argument(
+    ..., metavar="[OWNER] NAME VALUE_JSON", help="VALUE_JSON: JSON text; - reads it from stdin, @FILE from a file."
+)
 OWNER = typer.Argument(None, metavar="[OWNER]", help="USER or CONV id (not for global).")
 
 
@@ -44,9 +57,16 @@ def _split(scope: str, args: list[str], tail: tuple[str, ...]) -> tuple[str | No
     return (args[0], args[1:]) if wanted else (None, args)
 
 
-def _scope(store: Store, bot: str, scope: str, owner: str | None, opts: Settings | None = None) -> Scope:
-    handle = store.bot(bot) if opts is None else bot_with_policies(store, bot, opts)
-    return handle.memory.scope(scope, owner)
+def _scope(store: Store, bot: str, scope: str, owner: str | None) -> Scope:
+    return store.bot(bot).memory.scope(scope, owner)
+
+
+async def _writing_scope(
+    store: Store, bot: str, scope: str, owner: str | None, opts: Settings
+) -> tuple[Scope, str | None]:
+    """The scope of a bot that follows its retention policies, and the note of ``common.writing_bot``."""
+    handle, note = await writing_bot(store, bot, opts)
+    return handle.memory.scope(scope, owner), note
 
 
 def _where(scope: str, owner: str | None, name: str | None = None, *, quote: bool = False) -> str:
@@ -72,7 +92,7 @@ def get(
             raise KeyNotFoundError(f"{_where(scope, owner, name, quote=True)} is not set")
         return value
 
-    value = run(ctx, go)
+    value = run(ctx, go, create=False)
     if out.json:
         out.data({"scope": scope, "owner": owner, "name": name, "value": value})
     else:
@@ -91,12 +111,14 @@ def set_(
     opts = settings(ctx)
     out = Output(opts.json)
     owner, (name, raw) = _split(scope, args, ("NAME", "VALUE_JSON"))
-    value = parse_json_arg(raw, "VALUE_JSON")
+    value = parse_json_arg(value_text(raw), "VALUE_JSON")
 
-    async def go(store: Store) -> int:
-        return await _scope(store, bot, scope, owner, opts).set(name, value, expiry)
+    async def go(store: Store) -> tuple[int, str | None]:
+        handle, note = await _writing_scope(store, bot, scope, owner, opts)
+        return await handle.set(name, value, expiry), note
 
-    version = run(ctx, go)
+    version, note = run(ctx, go)
+    print_note(note)
     if out.json:
         out.data({"scope": scope, "owner": owner, "name": name, "version": version})
     else:
@@ -118,7 +140,7 @@ def delete(
         if not await _scope(store, bot, scope, owner).delete(name):
             raise KeyNotFoundError(f"{_where(scope, owner, name, quote=True)} is not set")
 
-    run(ctx, go)
+    run(ctx, go, create=False)
     if out.json:
         out.data({"scope": scope, "owner": owner, "name": name, "deleted": True})
     else:
@@ -139,7 +161,7 @@ def ls(
     async def go(store: Store) -> dict[str, Any]:
         return await _scope(store, bot, scope, owner).items()
 
-    items = run(ctx, go)
+    items = run(ctx, go, create=False)
     if out.json:
         out.data(items)
         return

@@ -26,9 +26,38 @@ def export(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
     async def go(store: Store) -> Any:
         return await bot_with_policies(store, bot, opts).users.export(user)
 
-    data = run(ctx, go)
-    # JSON either way: an export is meant to be saved; --json makes it compact
-    Output(opts.json).data(data, pretty=not opts.json)
+    data = run(ctx, go, create=False)
+    # JSON either way: an export is meant to be saved. For people (the default)
+    # times are RFC 3339, as in every other command's output; --json keeps the
+    # library's epoch seconds, compact, for scripts.
+    Output(opts.json).data(data if opts.json else _readable_times(data), pretty=not opts.json)
+
+
+def _entry_times(entry: Any) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    return {k: iso_time(v) if k in ("expires_at", "modified_at") and v is not None else v for k, v in entry.items()}
+
+
+def _readable_times(export: dict[str, Any]) -> dict[str, Any]:
+    """The export with its times (never the values' contents) as RFC 3339 UTC strings."""
+    out = dict(export)
+    out["time"] = iso_time(export.get("time"))
+    for part in ("user", "kvs"):
+        if isinstance(export.get(part), dict):
+            out[part] = {name: _entry_times(e) for name, e in export[part].items()}
+    if isinstance(export.get("conversation"), dict):
+        out["conversation"] = {
+            cid: {name: _entry_times(e) for name, e in variables.items()} if isinstance(variables, dict) else variables
+            for cid, variables in export["conversation"].items()
+        }
+    if isinstance(export.get("sessions"), dict):
+        out["sessions"] = {
+            cid: {k: iso_time(v) if k in ("started_at", "last_activity") else v for k, v in session.items()}
+            if isinstance(session, dict) else session
+            for cid, session in export["sessions"].items()
+        }
+    return out
 
 
 @app.command("forget")
@@ -45,7 +74,7 @@ def forget(
     async def go(store: Store) -> Any:
         return await bot_with_policies(store, bot, opts).users.forget(user, dry_run=dry_run)
 
-    receipt: dict[str, Any] = run(ctx, go)
+    receipt: dict[str, Any] = run(ctx, go, create=False)
     if out.json:
         out.data(receipt)
         return
@@ -86,7 +115,7 @@ def release(ctx: typer.Context, bot: str = BOT, user: str = USER) -> None:
         if not await bot_with_policies(store, bot, opts).users.release(user):
             raise KeyNotFoundError(f"user {user!r} of bot {bot!r} is not under legal hold")
 
-    run(ctx, go)
+    run(ctx, go, create=False)
     if out.json:
         out.data({"bot": bot, "user": user, "held": False})
     else:

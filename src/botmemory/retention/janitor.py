@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
 from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Purged, Row
+from ..cancellation import stop_if_cancelled
 from ..codec import decode, encode
 from ..errors import InvalidInputError
 from ..keys import GLOBAL_NS, decode_component, validate_bot_id
@@ -255,6 +256,7 @@ class Janitor:
                 await self.run_once()
             except Exception:  # the loop must outlive any single failure
                 log.exception("janitor run failed")
+            stop_if_cancelled()  # a cancel that a backend call swallowed (Python 3.11)
             await asyncio.sleep(interval)
 
     async def _held(self, namespaces: Sequence[str], report: JanitorReport) -> list[tuple[str, str]]:

@@ -43,7 +43,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ..backends.base import PRIVATE_NS_PREFIX, Backend
 from ..codec import decode, encode
@@ -52,14 +52,19 @@ from ..expiry import duration_ms
 from ..keys import parse_memory_key, validate_key, validate_prefix
 from ..limits import Limits
 
+if TYPE_CHECKING:
+    from ..store import Store
+
 __all__ = [
     "DEFAULT_AUDIT_RETENTION",
     "DEFAULT_JANITOR_INTERVAL",
     "MODES",
     "Policy",
     "RetentionConfig",
+    "declared_config",
     "first_write_time",
     "firstwrite_ns",
+    "record_declared",
     "state_ns",
 ]
 
@@ -279,6 +284,56 @@ class RetentionConfig:
             "audit_retention": self.audit_retention,
             "policies": [p.as_dict() for p in self.policies],
         }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "the store") -> RetentionConfig:
+        """The config ``as_dict`` wrote, checked as strictly as ``parse``.
+
+        Raises:
+            InvalidInputError: the data is not what ``as_dict`` writes.
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("policies"), list):
+            raise InvalidInputError(f"{source}: not a recorded retention config")
+        mapping: dict[str, Any] = {
+            "janitor_interval": data.get("janitor_interval"),
+            "audit_retention": data.get("audit_retention"),
+            "policies": {},
+        }
+        for item in data["policies"]:
+            if not isinstance(item, Mapping) or type(item.get("expire_ms")) is not int:
+                raise InvalidInputError(f"{source}: not a recorded retention policy: {item!r:.80}")
+            mapping["policies"][item.get("pattern")] = {"expire": f"{item['expire_ms']}ms", "mode": item.get("mode")}
+        return cls.parse(mapping, source=source)
+
+
+#: Key, in ``state_ns(bot)``, of the policies a runtime last mounted the bot with.
+_DECLARED: Final = "declared"
+
+
+async def record_declared(store: Store, bot_id: str, config: RetentionConfig) -> None:
+    """Remember in the store the policies bot ``bot_id`` runs with (the runtime calls it on mount).
+
+    Tools that write a bot's data without its folder (``botmemory kvs set``
+    run elsewhere) read them back with ``declared_config``, so policies apply
+    wherever data is written. Written only when they changed.
+    """
+    kvs = store.private_kvs(state_ns(bot_id))
+    data = config.as_dict()
+    current = await kvs.get(_DECLARED)
+    if isinstance(current, dict) and current.get("config") == data:
+        return
+    await kvs.set(_DECLARED, {"config": data, "at": store.clock.now()})
+
+
+async def declared_config(store: Store, bot_id: str) -> RetentionConfig | None:
+    """The policies a runtime last mounted bot ``bot_id`` with, or None when none ever did."""
+    recorded = await store.private_kvs(state_ns(bot_id)).get(_DECLARED)
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        return RetentionConfig.from_dict(recorded.get("config"), source=f"the policies recorded for bot {bot_id!r}")
+    except InvalidInputError:
+        return None  # written by another version: as good as unknown
 
 
 async def first_write_time(

@@ -7,7 +7,8 @@ A user's data is: their variables and every other KVS key under their
 prefix ``storage/users/<enc user>/``; the variables of every conversation
 they took part in (linked in ``__rt/links/<bot>`` by ``link_conversation``,
 or recorded as theirs in a runtime session); those conversations' sessions
-(``__rt/sessions/<bot>``); and the links themselves.
+(``__rt/sessions/<bot>``); the records that they own those conversations
+(``__rt/owners/<bot>``); and the links themselves.
 
 Erasure and racing writes
 -------------------------
@@ -48,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Row
 from ..codec import decode, encode
-from ..errors import InvalidKeyError, LegalHoldError
+from ..errors import InvalidKeyError, LegalHoldError, ValueTypeError
 from ..keys import (
     CONVERSATION_PREFIX,
     USERS_PREFIX,
@@ -58,7 +59,7 @@ from ..keys import (
     user_prefix,
     validate_key,
 )
-from ..namespaces import holds_ns, link_key, links_ns, sessions_ns, user_links_prefix
+from ..namespaces import holds_ns, link_key, links_ns, owners_ns, sessions_ns, user_links_prefix
 from .audit import AuditLog, describe_key, records_for_keys, user_of_key
 from .policy import DEFAULT_AUDIT_RETENTION, first_write_time
 
@@ -194,6 +195,9 @@ def install_hooks(bot: Bot) -> None:
     links = store.private_kvs(links_ns(bot.id))
     if links.write_hook is None:
         links.write_hook = _Guard(bot, links.namespace, _link_tombs, False)
+    owners = store.private_kvs(owners_ns(bot.id))
+    if owners.write_hook is None:  # an owner record names the user: a racing claim must not outlive forget
+        owners.write_hook = _Guard(bot, owners.namespace, _session_tombs, False)
 
     async def on_delete(prefix: str, count: int) -> None:
         config = bot.retention
@@ -440,7 +444,11 @@ class Users:
 
         Raises:
             LegalHoldError: the user is under legal hold (dry run included).
+            ValueTypeError: ``dry_run`` is not a bool (``"no"`` is truthy: guessing
+                would erase, or not, against the caller's intent).
         """
+        if not isinstance(dry_run, bool):
+            raise ValueTypeError(f"dry_run must be True or False, got {dry_run!r:.40}")
         user_id = self._uid(user_id)
         if await self.is_held(user_id):
             raise LegalHoldError(f"user {user_id!r} of bot {self.bot.id!r} is under legal hold; release it first")
@@ -493,6 +501,7 @@ class Users:
                 )
                 done.add(cid)
             await backend.delete(sessions_ns(bot_id), todo, store.clock.now())
+            await backend.delete(owners_ns(bot_id), todo, store.clock.now())
         await backend.delete_prefix(bot_id, uprefix, store.clock.now())
         await backend.delete_prefix(links_ns(bot_id), user_links_prefix(user_id), store.clock.now())
         records.append({"scope": "user", "owner_id": user_id, "key": "*", "reason": "forget"})

@@ -7,7 +7,8 @@
 
 Modules: ``loader`` (bot folders), ``flows`` (nodes and transitions),
 ``templates`` (the Jinja2 sandbox), ``actions`` (built-ins, SDK handles),
-``hooks``, ``sessions`` (sessions and per-conversation leases),
+``hooks``, ``guard`` (running the bot's own code bounded and contained),
+``sessions`` (sessions, conversation owners and per-conversation leases),
 ``metrics`` (the store's share of a turn), ``engine`` (``Runtime``).
 """
 

@@ -125,6 +125,11 @@ class ActionSpec:
     names: frozenset[str] = frozenset()
     expiry_args: frozenset[str] = frozenset()
     shorthand: str | None = None  # `- say: "text"` means {text: "text"}
+    #: arguments that are always text: a lone ``{{ expr }}`` renders as a template
+    #: (a missing variable gives "") instead of keeping the expression's type
+    text_args: frozenset[str] = frozenset()
+    #: the bot's own code (custom actions): run bounded by ``action_timeout`` (``guard.run_bot_code``)
+    bot_code: bool = False
     signature: inspect.Signature | None = None  # of a custom action, to check calls at load time
 
     def check_call(self, names: Collection[str]) -> str | None:
@@ -191,7 +196,7 @@ def _builtins() -> dict[str, ActionSpec]:
         specs[f"delete{word}Variable"] = ActionSpec(
             f"delete{word}Variable", _deleter(scope), frozenset({"name"}), frozenset(), frozenset({"name"}),
         )
-    specs["say"] = ActionSpec("say", _say, frozenset({"text"}), shorthand="text")
+    specs["say"] = ActionSpec("say", _say, frozenset({"text"}), shorthand="text", text_args=frozenset({"text"}))
     return specs
 
 
@@ -217,4 +222,4 @@ def custom_action_spec(name: str, fn: Callable[..., Awaitable[Any]]) -> ActionSp
         signature: inspect.Signature | None = inspect.signature(fn)
     except (TypeError, ValueError):
         signature = None
-    return ActionSpec(name, run, signature=signature)
+    return ActionSpec(name, run, signature=signature, bot_code=True)

@@ -3,7 +3,10 @@
 A turn (``converse``) of one conversation:
 
 1. find the conversation (``conversation_id=None``: the user's current one,
-   else a new uuid4 hex id) and take its lease (``sessions.ConversationLease``);
+   else a new uuid4 hex id); a conversation belongs to the user who started
+   it, so a conversation id of another user's conversation raises
+   ``ConversationNotFoundError`` (see ``sessions.SessionStore.claim``);
+   take its lease (``sessions.ConversationLease``);
 2. ``before_incoming`` hooks; read the session; a timed-out session is
    ended first (variables discarded, ``after_conversation_end``);
    ``after_incoming`` hooks;
@@ -20,25 +23,36 @@ A failure inside steps 2–5 (template, action, backend, a step limit against
 transition loops) answers the bot's ``error_message``, is logged with bot,
 flow, node and action, keeps the memory writes made so far, and leaves the
 session where the turn began.
+
+Bounds: custom actions and hooks run through ``guard.run_bot_code`` (each
+custom action within the bot's ``action_timeout``, each hook within
+``hook_timeout``; ``sys.exit()`` there fails the turn instead of the
+process), and the whole turn within ``turn_timeout``: past it the turn
+answers the error message and the lease is released, whatever the bot's
+code is doing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Collection
 from copy import deepcopy
 from pathlib import Path
 from typing import Any, Final, cast
 
 from ..backends.base import Backend
-from ..errors import InvalidInputError, InvalidKeyError, KeyNotFoundError, StoreError
+from ..cancellation import stop_if_cancelled
+from ..errors import ConversationNotFoundError, InvalidInputError, InvalidKeyError, KeyNotFoundError, StoreError
 from ..keys import validate_key
 from ..namespaces import link_key, links_ns
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
 from .botpress import BotpressBot, BotpressEngine, load_botpress_bots
 from .flows import END, ActionCall, Transition
+from .guard import BotCodeError, run_bot_code
 from .hooks import run_hook
 from .loader import LoadedBot, load_bots
 from .metrics import MeteredBackend, TurnStats, current_turn
@@ -53,6 +67,8 @@ logger = logging.getLogger("botmemory.runtime")
 MAX_STEPS: Final = 100
 
 _LEASE_TTL: Final = 60.0
+#: a turn's lease outlives the turn's own bound by this much (store-clock seconds)
+_LEASE_MARGIN: Final = 20.0
 _JANITOR_BATCH: Final = 100
 
 # Runtime reasons -> the reasons botmemory.retention's audit log records
@@ -115,31 +131,55 @@ class Runtime:
     # -- lifecycle -------------------------------------------------------------
     @classmethod
     async def open(
-        cls, store: Store, bots_dir: str | Path, *, hook_timeout: float | None = None, lock_wait: float = 30.0
+        cls,
+        store: Store,
+        bots_dir: str | Path,
+        *,
+        hook_timeout: float | None = None,
+        action_timeout: float | None = None,
+        turn_timeout: float | None = None,
+        lock_wait: float = 30.0,
+        only: Collection[str] | None = None,
     ) -> Runtime:
-        """Load every bot under ``bots_dir`` and mount those that load.
+        """Load every bot under ``bots_dir`` (or those in ``only``) and mount those that load.
 
         Args:
             store: the store the bots' memory lives in (the runtime does not close it).
             bots_dir: a folder of bot folders (each with a ``bot.yaml``).
             hook_timeout: seconds, overriding every bot's ``hook_timeout``.
+            action_timeout: seconds, overriding every bot's ``action_timeout``.
+            turn_timeout: seconds, overriding every bot's ``turn_timeout``.
             lock_wait: seconds (real time) a turn waits for its conversation's
                 lease before raising ``StoreTimeoutError``.
+            only: bot ids to load and mount (None: every bot of the folder);
+                the other folders' code is not run.
 
         Returns:
             The runtime; ``runtime.load_errors`` lists the bots that were not mounted.
 
         Raises:
-            InvalidInputError: ``bots_dir`` is not a directory.
+            InvalidInputError: ``bots_dir`` is not a directory, or a timeout is not positive.
         """
-        bots, errors = load_bots(bots_dir)
-        load_botpress_bots(bots_dir, bots, errors)  # Botpress folders (bot.config.json + flows/), mounted alike
-        if hook_timeout is not None:
-            for bot in bots.values():
-                bot.hook_timeout = float(hook_timeout)
-        runtime = cls(store, bots, errors, lock_wait=lock_wait)
+        overrides = {"hook_timeout": hook_timeout, "action_timeout": action_timeout, "turn_timeout": turn_timeout}
+        for name, value in overrides.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf")
+            ):
+                raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
+        bots, errors = load_bots(bots_dir, only=only)
+        load_botpress_bots(bots_dir, bots, errors, only=only)  # Botpress folders (bot.config.json + flows/)
         for bot in bots.values():
-            await runtime._mount(bot)
+            for name, value in overrides.items():
+                if value is not None:
+                    setattr(bot, name, float(value))
+        runtime = cls(store, bots, errors, lock_wait=lock_wait)
+        for bot in list(bots.values()):
+            try:
+                await runtime._mount(bot)
+            except BotCodeError as exc:  # sys.exit() in after_bot_mount: that bot is not mounted
+                logger.error("bot %s not mounted: after_bot_mount %s", bot.id, exc)
+                del runtime.bots[bot.id]
+                runtime.load_errors[bot.id] = f"hooks: after_bot_mount {exc}"
         return runtime
 
     async def _mount(self, loaded: LoadedBot) -> None:
@@ -150,6 +190,11 @@ class Runtime:
             self.store.bot(loaded.id).retention = loaded.retention
         self._sdk[loaded.id] = BotSDK(bot)
         self._sessions[loaded.id] = SessionStore(self._store, loaded.id)
+        if not isinstance(loaded.retention, dict):
+            from ..retention.policy import RetentionConfig, record_declared
+
+            # so that tools writing this bot's data without its folder still apply its policies
+            await record_declared(self.store, loaded.id, loaded.retention or RetentionConfig())
         await run_hook(loaded, "after_bot_mount", self._sdk[loaded.id])
         logger.info("bot %s mounted (%d flows)", loaded.id, len(loaded.flows))
 
@@ -184,7 +229,8 @@ class Runtime:
             user_id: the user (any valid id; ``"a/b"``, ``".."`` and ``"%"`` are distinct users).
             text: the message; data, never rendered as a template.
             conversation_id: the conversation, or None for the user's current
-                one (a new one when there is none).
+                one (a new one when there is none). A new id starts a
+                conversation that belongs to this user from then on.
 
         Returns:
             Reply dicts ``{"type": "text", "text": …, "conversation_id": …}``; a
@@ -192,6 +238,8 @@ class Runtime:
 
         Raises:
             KeyNotFoundError: the bot is not mounted.
+            ConversationNotFoundError: ``conversation_id`` is a conversation
+                another user started (the message does not say whose).
             InvalidInputError: a bad user id, conversation id or text.
             StoreTimeoutError: the conversation's lease stayed busy for ``lock_wait`` seconds.
             StoreError: the backend failed before the turn could start.
@@ -209,13 +257,19 @@ class Runtime:
         try:
             sessions = self._sessions[loaded.id]
             if conversation_id is None:
-                conversation_id = await sessions.current(user_id) or uuid.uuid4().hex
+                # the user's current conversation was started by this user: no ownership check
+                conversation_id = await sessions.current(user_id)
+                if conversation_id is None:
+                    conversation_id = uuid.uuid4().hex
+                    await self._own(loaded, user_id, conversation_id, new=True)
+            else:
+                await self._own(loaded, user_id, conversation_id)
             lease = ConversationLease(
-                self._store, loaded.id, conversation_id, ttl=_LEASE_TTL + 4 * loaded.hook_timeout, wait=self.lock_wait
+                self._store, loaded.id, conversation_id, ttl=loaded.turn_timeout + _LEASE_MARGIN, wait=self.lock_wait
             )
             await lease.acquire()
             try:
-                replies = await self._turn(loaded, user_id, text, conversation_id, stats)
+                replies = await self._bounded_turn(loaded, user_id, text, conversation_id, stats)
             finally:
                 try:
                     await lease.release()
@@ -227,6 +281,60 @@ class Runtime:
             stats.turn_seconds = time.perf_counter() - started
             self.last_turn = stats
             self.metrics.add(stats)
+
+    async def _own(self, loaded: LoadedBot, user_id: str, conversation_id: str, *, new: bool = False) -> None:
+        """Make sure ``conversation_id`` is the user's: claim it when it is nobody's yet.
+
+        Args:
+            new: the id was just made up (uuid4): claim it without looking first.
+
+        Raises:
+            ConversationNotFoundError: another user started it.
+        """
+        sessions = self._sessions[loaded.id]
+        if new and await sessions.claim(conversation_id, user_id):
+            await self._link(loaded, user_id, conversation_id)
+            return
+        owner = await sessions.owner(conversation_id)
+        if owner is None:
+            if await sessions.claim(conversation_id, user_id):
+                await self._link(loaded, user_id, conversation_id)
+                return
+            owner = await sessions.owner(conversation_id)  # claimed by someone else just now
+        if owner != user_id:
+            # the same words as for a conversation that never existed: nothing about whose it is
+            raise ConversationNotFoundError(f"conversation {conversation_id!r} not found for this user")
+
+    async def current_conversation(self, bot_id: str, user_id: str) -> str | None:
+        """The conversation ``converse(conversation_id=None)`` would continue, if its session is live.
+
+        Raises:
+            KeyNotFoundError: the bot is not mounted.
+        """
+        loaded = self._loaded(bot_id)
+        validate_key(user_id, self.store.limits.max_id_bytes, "user id")
+        sessions = self._sessions[loaded.id]
+        current = await sessions.current(user_id)
+        if current is None or await sessions.get(current) is None:
+            return None
+        return current
+
+    async def _bounded_turn(
+        self, loaded: LoadedBot, user_id: str, text: str, conversation_id: str, stats: TurnStats
+    ) -> list[dict[str, Any]]:
+        """``_turn`` within the bot's ``turn_timeout``; past it, the error message."""
+        try:
+            async with asyncio.timeout(loaded.turn_timeout) as bound:
+                return await self._turn(loaded, user_id, text, conversation_id, stats)
+        except TimeoutError:
+            if not bound.expired():
+                raise
+        stats.errors += 1
+        logger.error(
+            "bot %s: turn of conversation %s stopped after turn_timeout %gs; the conversation is free again",
+            loaded.id, conversation_id, loaded.turn_timeout,
+        )
+        return [{"type": "text", "text": loaded.error_message, "conversation_id": conversation_id}]
 
     async def _turn(
         self, loaded: LoadedBot, user_id: str, text: str, conversation_id: str, stats: TurnStats
@@ -242,11 +350,11 @@ class Runtime:
             "conversation_id": conversation_id,
             "bot_id": loaded.id,
         }
-        await run_hook(loaded, "before_incoming", bp, event)
-        if not isinstance(event.get("text"), str):
-            event["text"] = text  # a hook broke it; the message still flows
         position = _Position(loaded.start_flow, loaded.flows[loaded.start_flow].start)
         try:
+            await run_hook(loaded, "before_incoming", bp, event)
+            if not isinstance(event.get("text"), str):
+                event["text"] = text  # a hook broke it; the message still flows
             found = await sessions.get(conversation_id)
             if found is None:
                 stale = await sessions.find_expired(conversation_id)
@@ -256,15 +364,20 @@ class Runtime:
                 position.flow, position.node = found[0].flow, found[0].node
             await run_hook(loaded, "after_incoming", bp, event)
             replies = await self._run(loaded, user_id, conversation_id, event, found, position)
+            return [await self._outgoing(loaded, bp, event, reply, conversation_id) for reply in replies]
         except Exception as exc:
             stats.errors += 1
             logger.error(
                 "bot %s: turn failed at flow=%s node=%s action=%s (conversation %s): %s: %s",
                 loaded.id, position.flow, position.node, position.action, conversation_id,
-                type(exc).__name__, exc, exc_info=not isinstance(exc, TurnError),
+                type(exc).__name__, exc, exc_info=not isinstance(exc, TurnError | BotCodeError),
             )
-            replies = [{"type": "text", "text": loaded.error_message}]
-        return [await self._outgoing(loaded, bp, event, reply, conversation_id) for reply in replies]
+        error = {"type": "text", "text": loaded.error_message}
+        try:
+            return [await self._outgoing(loaded, bp, event, error, conversation_id)]
+        except BotCodeError as exc:  # before_outgoing called sys.exit() on the error reply too
+            logger.error("bot %s: before_outgoing %s; the error message goes out unchanged", loaded.id, exc)
+            return [{"type": "text", "text": loaded.error_message, "conversation_id": conversation_id}]
 
     async def _outgoing(
         self, loaded: LoadedBot, bp: BotSDK, incoming: dict[str, Any], reply: dict[str, Any], conversation_id: str
@@ -299,7 +412,7 @@ class Runtime:
         if found is None:
             session = Session(user_id, position.flow, position.node, {}, now, now)
             version = 0
-            await self._link(loaded, user_id, conversation_id)
+            await sessions.set_current(user_id, conversation_id)
         else:
             session, version = found
         ctx = ActionContext(self._sdk[loaded.id], user_id, conversation_id, deepcopy(session.temp), event)
@@ -316,10 +429,10 @@ class Runtime:
             found = None
         position.flow, position.node = flow.name, node.name
         if found is None:
-            await self._actions(ctx, node.on_enter, position)
+            await self._actions(ctx, node.on_enter, position, loaded.action_timeout)
             waiting = node.on_receive is not None
         else:
-            await self._actions(ctx, node.on_receive or (), position)
+            await self._actions(ctx, node.on_receive or (), position, loaded.action_timeout)
             waiting = False
         ended = False
         steps = 0
@@ -339,7 +452,7 @@ class Runtime:
             else:
                 node = flow.nodes[cast(str, transition.goto)]
             position.flow, position.node, position.action = flow.name, node.name, "-"
-            await self._actions(ctx, node.on_enter, position)
+            await self._actions(ctx, node.on_enter, position, loaded.action_timeout)
             waiting = node.on_receive is not None
         position.action = "-"
         session.flow, session.node = flow.name, node.name
@@ -352,7 +465,7 @@ class Runtime:
         return ctx.replies
 
     async def _link(self, loaded: LoadedBot, user_id: str, conversation_id: str) -> None:
-        """A new session: link the conversation to the user, make it the user's current one."""
+        """A conversation the user just claimed: link it to the user (for export and erasure)."""
         bot = self._store.bot(loaded.id)
         users = _users(bot)
         if users is not None:
@@ -364,14 +477,23 @@ class Runtime:
                 )
             except InvalidKeyError:
                 pass  # ids too long for a link key: the link is a convenience for export
-        await self._sessions[loaded.id].set_current(user_id, conversation_id)
 
-    async def _actions(self, ctx: ActionContext, calls: tuple[ActionCall, ...], position: _Position) -> None:
+    async def _actions(
+        self, ctx: ActionContext, calls: tuple[ActionCall, ...], position: _Position, action_timeout: float
+    ) -> None:
         for call in calls:
+            stop_if_cancelled()
             position.action = f"{call.name} ({call.where})"
             context = await self._context(ctx, call.reads)
-            args = {name: value.resolve(context) for name, value in call.args.items()}
-            await call.spec.run(ctx, args)
+            if any(value.threaded for value in call.args.values()):
+                # a template with a loop may render for up to MAX_RENDER_SECONDS: not on the event loop
+                args = await asyncio.to_thread(_resolve, call, context)
+            else:
+                args = _resolve(call, context)
+            if call.spec.bot_code:
+                await run_bot_code(call.spec.run(ctx, args), action_timeout, f"action {call.name!r} ({call.where})")
+            else:
+                await call.spec.run(ctx, args)
         position.action = "-"
 
     async def _choose(
@@ -470,7 +592,10 @@ class Runtime:
                 else:
                     await bot.memory.end_conversation(conversation_id)
                 return False
-            await self._end_session(loaded, conversation_id, session, reason)
+            try:
+                await self._end_session(loaded, conversation_id, session, reason)
+            except BotCodeError as exc:  # after_conversation_end called sys.exit(): the session is ended anyway
+                logger.error("bot %s: after_conversation_end of %s %s", loaded.id, conversation_id, exc)
             return True
 
     async def end_timed_out_sessions(self) -> int:
@@ -506,6 +631,9 @@ class Runtime:
                     except StoreError:
                         skipped.add(conversation_id)
                         logger.exception("bot %s: ending timed-out session %s failed", loaded.id, conversation_id)
+                    except BotCodeError as exc:  # after_conversation_end called sys.exit(): the session is ended
+                        ended += 1
+                        logger.error("bot %s: after_conversation_end of %s %s", loaded.id, conversation_id, exc)
                     finally:
                         try:
                             await lease.release()
@@ -534,6 +662,11 @@ class Runtime:
         report: Any = await self._janitor.run_once()
         result: dict[str, Any] = dict(report.as_dict())
         return result
+
+
+def _resolve(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
+    """The action's arguments for this turn (templates rendered)."""
+    return {name: value.resolve(context) for name, value in call.args.items()}
 
 
 def _users(bot: Bot) -> Any:

@@ -32,7 +32,16 @@ from .actions import ActionSpec
 from .templates import Condition, Reads, TemplateError, Value, compile_condition, compile_value, merge_reads
 from .yamlsource import BotLoadError, LineDict, LineList, plain
 
-__all__ = ["END", "ActionCall", "Flow", "Node", "Transition", "check_references", "parse_flow"]
+__all__ = [
+    "END",
+    "ActionCall",
+    "Flow",
+    "Node",
+    "Transition",
+    "UnknownActionError",
+    "check_references",
+    "parse_flow",
+]
 
 #: The transition target that ends the conversation.
 END: Final = "END"
@@ -86,6 +95,14 @@ class Flow:
     nodes: dict[str, Node] = field(default_factory=dict)
 
 
+class UnknownActionError(BotLoadError):
+    """A flow calls an action that is neither built in nor defined in ``actions/*.py``."""
+
+    def __init__(self, file: str, line: int | None, action: object, why: str = "") -> None:
+        self.action = action
+        super().__init__(file, line, f"unknown action {action!r}" + (f": {why}" if why else ""))
+
+
 def _fail(file: str, line: int | None, message: str) -> BotLoadError:
     return BotLoadError(file, line, message)
 
@@ -97,7 +114,7 @@ def _parse_action(item: Any, line: int, file: str, actions: Mapping[str, ActionS
     ((name, raw_args),) = item.items()
     spec = actions.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise _fail(file, line, f"unknown action {name!r}")
+        raise UnknownActionError(file, line, name)
     if raw_args is None:
         raw_args = {}
     elif not isinstance(raw_args, dict):
@@ -121,7 +138,7 @@ def _parse_action(item: Any, line: int, file: str, actions: Mapping[str, ActionS
     compiled: dict[str, Value] = {}
     for key, raw in raw_args.items():
         try:
-            value = compile_value(plain(raw))
+            value = compile_value(plain(raw), text=key in spec.text_args)
         except TemplateError as exc:
             raise _fail(file, args_line(key), f"{name}.{key}: {exc}") from None
         if value.is_constant:

@@ -13,18 +13,21 @@ names the file (relative to the bot folder) and the line.
     session_timeout: 30m           # default 30m
     error_message: "Sorry, something went wrong."
     hook_timeout: 5s               # default 5s
+    action_timeout: 10s            # default 10s: each custom action
+    turn_timeout: 60s              # default 60s: a whole turn, whatever the bot's code does
     retention: {...}               # botmemory.retention.policy.RetentionConfig
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import logging
 import re
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -34,7 +37,7 @@ from ..errors import InvalidInputError
 from ..expiry import duration_ms
 from ..keys import validate_bot_id
 from .actions import BUILTIN_ACTIONS, ActionSpec, custom_action_spec
-from .flows import Flow, check_references, parse_flow
+from .flows import Flow, UnknownActionError, check_references, parse_flow
 from .yamlsource import BotLoadError, LineDict, load_yaml, plain
 
 __all__ = ["HOOK_NAMES", "LoadedBot", "load_bot", "load_bots"]
@@ -51,7 +54,10 @@ HOOK_NAMES: Final = (
 )
 
 _BOT_KEYS: Final = frozenset(
-    {"id", "name", "description", "start_flow", "session_timeout", "error_message", "hook_timeout", "retention"}
+    {
+        "id", "name", "description", "start_flow", "session_timeout", "error_message", "hook_timeout",
+        "action_timeout", "turn_timeout", "retention",
+    }
 )
 _FLOW_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -70,6 +76,9 @@ class LoadedBot:
         session_timeout: seconds of inactivity after which a session ends.
         error_message: the answer to a turn that failed.
         hook_timeout: seconds a hook may run before it is skipped.
+        action_timeout: seconds a custom action may run before the turn fails.
+        turn_timeout: seconds a whole turn may take (hooks, actions, memory)
+            before it answers the error message and frees the conversation.
         retention: the parsed ``RetentionConfig`` (or the raw mapping when
             ``botmemory.retention`` is not installed), None when absent.
         flows: flows by name.
@@ -84,10 +93,15 @@ class LoadedBot:
     session_timeout: float = 1800.0
     error_message: str = "Sorry, something went wrong."
     hook_timeout: float = 5.0
+    action_timeout: float = 10.0
+    turn_timeout: float = 60.0
     retention: Any = None
     flows: dict[str, Flow] = field(default_factory=dict)
     actions: dict[str, ActionSpec] = field(default_factory=dict)
     hooks: dict[str, list[tuple[str, HookFn]]] = field(default_factory=dict)
+    #: public plain ``def`` functions of ``actions/*.py`` (helpers, or actions
+    #: written without ``async``): name -> "file:line", for load errors
+    plain_functions: dict[str, str] = field(default_factory=dict)
 
 
 def _duration(doc: LineDict, key: str, default: float) -> float:
@@ -159,7 +173,9 @@ def _load_actions(bot: LoadedBot) -> None:
         module = _import(path, bot.folder, _module_name(bot.id, "actions", path.stem))
         for name, fn, line in _public_async_functions(module):
             if not inspect.iscoroutinefunction(fn):
-                continue  # plain helpers may live next to actions
+                # plain helpers may live next to actions; remembered in case a flow calls one
+                bot.plain_functions.setdefault(name, f"{rel}:{line}")
+                continue
             if name in BUILTIN_ACTIONS:
                 raise BotLoadError(rel, line, f"action {name!r} has the name of a built-in action")
             if name in bot.actions:
@@ -173,9 +189,22 @@ def _load_hooks(bot: LoadedBot) -> None:
         rel = path.relative_to(bot.folder).as_posix()
         module = _import(path, bot.folder, _module_name(bot.id, "hooks", path.stem))
         for name, fn, line in _public_async_functions(module):
+            is_async = inspect.iscoroutinefunction(fn)
             if name not in bot.hooks:
-                continue
-            if not inspect.iscoroutinefunction(fn):
+                close = difflib.get_close_matches(name, HOOK_NAMES, n=1, cutoff=0.8)
+                if close:  # before_incomming: a misspelt hook would never run
+                    raise BotLoadError(rel, line, f"{name!r} is not a hook name; did you mean {close[0]!r}?")
+                if is_async:
+                    # every public async def of a hooks file is taken for a hook: one
+                    # that is not would silently never run
+                    raise BotLoadError(
+                        rel,
+                        line,
+                        f"{name!r} is not a hook name (hooks: {', '.join(HOOK_NAMES)}); "
+                        "name helper functions with a leading underscore",
+                    )
+                continue  # a plain helper function
+            if not is_async:
                 raise BotLoadError(rel, line, f"hook {name!r} must be an async def")
             bot.hooks[name].append((rel, fn))
 
@@ -189,7 +218,15 @@ def _load_flows(bot: LoadedBot) -> None:
         if path.stem in bot.flows:
             raise BotLoadError(rel, None, f"flow {path.stem!r} is defined twice")
         text = _read(path, rel)
-        bot.flows[path.stem] = parse_flow(path.stem, load_yaml(text, rel), rel, bot.actions)
+        try:
+            bot.flows[path.stem] = parse_flow(path.stem, load_yaml(text, rel), rel, bot.actions)
+        except UnknownActionError as exc:
+            where = bot.plain_functions.get(exc.action) if isinstance(exc.action, str) else None
+            if where is None:
+                raise
+            raise UnknownActionError(
+                exc.file, exc.line, exc.action, f"{where} defines it with `def`; actions must be `async def`"
+            ) from None
     check_references(bot.flows)
 
 
@@ -236,6 +273,8 @@ def load_bot(folder: Path | str) -> LoadedBot:
             setattr(bot, key, value)
     bot.session_timeout = _duration(doc, "session_timeout", bot.session_timeout)
     bot.hook_timeout = _duration(doc, "hook_timeout", bot.hook_timeout)
+    bot.action_timeout = _duration(doc, "action_timeout", bot.action_timeout)
+    bot.turn_timeout = _duration(doc, "turn_timeout", bot.turn_timeout)
     bot.retention = _parse_retention(doc.get("retention"), doc.line_of("retention"))
     _load_actions(bot)
     _load_hooks(bot)
@@ -245,13 +284,22 @@ def load_bot(folder: Path | str) -> LoadedBot:
     return bot
 
 
-def load_bots(bots_dir: Path | str) -> tuple[dict[str, LoadedBot], dict[str, str]]:
+def load_bots(
+    bots_dir: Path | str, *, only: Collection[str] | None = None
+) -> tuple[dict[str, LoadedBot], dict[str, str]]:
     """Load every bot folder (a folder with a ``bot.yaml``) under ``bots_dir``.
+
+    Args:
+        bots_dir: the folder of bot folders.
+        only: bot ids to load (None: all); the others are not loaded at all
+            (no Python file of theirs runs), though every ``bot.yaml`` is read
+            to find which folders claim those ids.
 
     Returns:
         ``(bots, errors)``: loaded bots by id, and for each bot that failed,
         ``"file:line: message"`` by bot id (the folder's name when the id
-        itself could not be read).
+        itself could not be read). Two folders claiming one id are both
+        refused, and the error names every such folder.
 
     Raises:
         InvalidInputError: ``bots_dir`` is not a directory.
@@ -259,22 +307,32 @@ def load_bots(bots_dir: Path | str) -> tuple[dict[str, LoadedBot], dict[str, str
     root = Path(bots_dir)
     if not root.is_dir():
         raise InvalidInputError(f"bots directory {str(root)!r} does not exist or is not a directory")
+    claims: dict[str, list[Path]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "bot.yaml").is_file()):
+        claims.setdefault(_claimed_id(folder), []).append(folder)
     bots: dict[str, LoadedBot] = {}
     errors: dict[str, str] = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / "bot.yaml").is_file()):
+    for bot_id, folders in claims.items():
+        if only is not None and bot_id not in only:
+            continue
+        if len(folders) > 1:
+            names = ", ".join(f"{f.name}/bot.yaml" for f in folders)
+            errors[bot_id] = (
+                f"bot.yaml: bot id {bot_id!r} is claimed by {len(folders)} folders ({names}); none is mounted"
+            )
+            _log_not_mounted(bot_id, errors[bot_id])
+            continue
         try:
-            bot = load_bot(folder)
+            bots[bot_id] = load_bot(folders[0])
         except BotLoadError as exc:
-            errors[_claimed_id(folder)] = str(exc)
-            logger.error("bot %s not mounted: %s", folder.name, exc)
-            continue
-        if bot.id in bots or bot.id in errors:
-            errors[bot.id] = f"bot.yaml: bot id {bot.id!r} is used by another folder too ({folder.name})"
-            bots.pop(bot.id, None)
-            logger.error("bot %s not mounted: duplicate id", bot.id)
-            continue
-        bots[bot.id] = bot
+            errors[bot_id] = str(exc)
+            _log_not_mounted(bot_id, errors[bot_id])
     return bots, errors
+
+
+def _log_not_mounted(bot_id: str, error: str) -> None:
+    # ``load_error`` lets a caller that reports load errors itself (the CLI) drop this record
+    logger.error("bot %s not mounted: %s", bot_id, error, extra={"load_error": True})
 
 
 def _claimed_id(folder: Path) -> str:

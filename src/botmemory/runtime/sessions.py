@@ -32,7 +32,7 @@ from ..backends.base import LockLease
 from ..codec import decode
 from ..errors import StoreTimeoutError
 from ..keys import encode_component
-from ..namespaces import current_ns, sessions_ns
+from ..namespaces import current_ns, owners_ns, sessions_ns
 from ..store import Store
 
 __all__ = ["ConversationLease", "Session", "SessionStore"]
@@ -91,13 +91,14 @@ def _readable(key: str, value: bytes) -> Session:
 class SessionStore:
     """The sessions of one bot (and the pointers to its users' current conversations)."""
 
-    __slots__ = ("_current", "_kvs", "_store", "bot_id")
+    __slots__ = ("_current", "_kvs", "_owners", "_store", "bot_id")
 
     def __init__(self, store: Store, bot_id: str) -> None:
         self._store = store
         self.bot_id = bot_id
         self._kvs = store.private_kvs(sessions_ns(bot_id))
         self._current = store.private_kvs(current_ns(bot_id))
+        self._owners = store.private_kvs(owners_ns(bot_id))
 
     async def get(self, conversation_id: str) -> tuple[Session, int] | None:
         """The live session and its version, or None (missing or timed out)."""
@@ -139,6 +140,25 @@ class SessionStore:
     async def delete(self, conversation_id: str) -> None:
         """Remove the session row (live or timed out)."""
         await self._kvs.delete(conversation_id)
+
+    # -- who a conversation belongs to ---------------------------------------
+    async def owner(self, conversation_id: str) -> str | None:
+        """The user who started the conversation, or None when nobody has yet.
+
+        Conversations started before owners were recorded have no owner
+        record: while their session is live, its user owns them.
+        """
+        value = await self._owners.get(conversation_id)
+        user = value.get("user_id") if isinstance(value, dict) else None
+        if isinstance(user, str):
+            return user
+        found = await self.get(conversation_id)
+        return found[0].user_id if found is not None and found[0].user_id else None
+
+    async def claim(self, conversation_id: str, user_id: str) -> bool:
+        """Record ``user_id`` as the conversation's owner if it has none (atomic); True when recorded."""
+        record = {"user_id": user_id, "since": self._store.clock.now()}
+        return await self._owners.set_if_absent(conversation_id, record)
 
     # -- the user's current conversation -------------------------------------
     async def current(self, user_id: str) -> str | None:

@@ -15,7 +15,17 @@ sandbox:
 - ``*``, ``**`` and ``%`` are intercepted so that ``"a" * 10**9``,
   ``10 ** 10 ** 10`` and ``"%*s" % (10**9, "")`` fail instead of eating the
   machine; filters are a safe subset (no ``center``, ``indent``, ``format``,
-  ``wordwrap``, ``batch``, ``slice`` …), and rendered text is capped.
+  ``wordwrap``, ``batch``, ``slice`` …), and rendered text is capped;
+- what the user's text can make expensive is bounded too (``Budget``):
+  ``~`` and ``+``, ``join`` and ``replace`` refuse to build a string or list
+  longer than ``MAX_BUILT_LENGTH``; ``{% for %}`` loops share one budget of
+  ``MAX_LOOP_ITERATIONS`` per render (three nested loops over a
+  400-character message would be 64 million); and a render stops after
+  ``MAX_RENDER_SECONDS``. The syntax tree is rewritten at compile time for
+  this: every loop iterates through the budget, every ``~`` goes through a
+  size check. A template with a loop is rendered on a worker thread by the
+  runtime (``Value.threaded``), so while it runs the event loop keeps
+  serving other conversations.
 
 User text is data: it reaches templates as ``event.text`` and is never
 compiled. Autoescape is off (the output is chat text, not HTML). A missing
@@ -33,21 +43,30 @@ whole (``{% for k in user %}``, ``user[temp.name]``) fetches that scope's
 
 from __future__ import annotations
 
+import contextvars
 import math
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import ChainableUndefined, TemplateSyntaxError, UndefinedError, nodes, pass_eval_context
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
+from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 __all__ = [
     "ALLOWED_CALLS",
+    "MAX_BUILT_LENGTH",
+    "MAX_LOOP_ITERATIONS",
     "MAX_RENDERED_CHARS",
+    "MAX_RENDER_SECONDS",
     "MEMORY_SCOPES",
     "Condition",
     "Template",
@@ -78,6 +97,16 @@ MEMORY_SCOPES: Final = ("user", "conversation", "global")
 
 #: Rendering stops with an error beyond this many characters.
 MAX_RENDERED_CHARS: Final = 100_000
+
+#: ``~``, ``+``, ``join`` and ``replace`` refuse results longer than this (characters or items):
+#: the largest value the store takes (1 MiB) fits, a doubling chain does not.
+MAX_BUILT_LENGTH: Final = 1_048_576
+
+#: ``{% for %}`` iterations one render may make, all loops together.
+MAX_LOOP_ITERATIONS: Final = 100_000
+
+#: Seconds one render (or one condition or expression) may take.
+MAX_RENDER_SECONDS: Final = 0.5
 
 # Results of * and ** beyond these sizes are refused before they are built.
 _MAX_SEQUENCE_RESULT = 100_000
@@ -114,10 +143,103 @@ class Missing(ChainableUndefined):
     __le__ = __gt__ = __ge__ = __lt__  # type: ignore[assignment]
 
 
+class Budget:
+    """What one render may still spend: loop iterations and time (see the module docstring)."""
+
+    __slots__ = ("deadline", "iterations_left")
+
+    def __init__(self, seconds: float = MAX_RENDER_SECONDS, iterations: int = MAX_LOOP_ITERATIONS) -> None:
+        self.deadline = time.perf_counter() + seconds
+        self.iterations_left = iterations
+
+    def check_time(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise SecurityError(f"rendering took more than {MAX_RENDER_SECONDS:g}s")
+
+    def loop(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        for item in iterable:
+            self.iterations_left -= 1
+            if self.iterations_left < 0:
+                raise SecurityError(f"more than {MAX_LOOP_ITERATIONS} loop iterations in one render")
+            if not self.iterations_left & 255:
+                self.check_time()
+            yield item
+
+
+_budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("botmemory_template_budget", default=None)
+
+
+def _bounded_loop(iterable: Any) -> Any:
+    """What every ``{% for %}`` iterates over (the tree is rewritten to call this)."""
+    budget = _budget.get()
+    return iterable if budget is None else budget.loop(iterable)
+
+
+def _too_long(length: int, what: str) -> None:
+    if length > MAX_BUILT_LENGTH:
+        raise SecurityError(f"{what} would be longer than {MAX_BUILT_LENGTH}")
+    budget = _budget.get()
+    if budget is not None:
+        budget.check_time()
+
+
+def _bounded_concat(parts: list[Any]) -> str:
+    """``a ~ b ~ c`` (the tree is rewritten to call this): Jinja's ``str_join``, size-checked first."""
+    texts = [part if isinstance(part, str) else str(part) for part in parts]
+    _too_long(sum(len(t) for t in texts), "a ~ concatenation")
+    return "".join(texts)
+
+
+def _sized(value: Any) -> int | None:
+    try:
+        return len(value)
+    except TypeError:
+        return None
+
+
+class _Bounds(NodeTransformer):
+    """Rewrites a parsed tree so that loops spend the render's budget and ``~`` is size-checked."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        items = nodes.List(list(node.nodes), lineno=node.lineno)
+        return nodes.Filter(items, _CONCAT_FILTER, [], [], None, None, lineno=node.lineno)
+
+
+# names no template can spell as a filter (not identifiers), so users cannot call them
+_LOOP_FILTER: Final = "botmemory:loop"
+_CONCAT_FILTER: Final = "botmemory:concat"
+
+
+def _bound(tree: nodes.Template, env: SandboxedEnvironment) -> nodes.Template:
+    bounded = _Bounds().visit(tree)
+    assert isinstance(bounded, nodes.Template)
+    bounded.set_environment(env)
+    return bounded
+
+
 class _Environment(SandboxedEnvironment):
     """The sandbox with the call whitelist and size-checked operators."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def compile_expression(self, source: str, undefined_to_none: bool = True) -> TemplateExpression:
+        # jinja2.Environment.compile_expression, with the tree bounded (``_Bounds``) before it is compiled
+        parser = Parser(self, source, state="variable")
+        try:
+            expr = parser.parse_expression()
+            if not parser.stream.eos:
+                raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+        except TemplateSyntaxError:
+            self.handle_exception(source=source)
+        body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+        template = self.from_string(_bound(nodes.Template(body, lineno=1), self))
+        return TemplateExpression(template, undefined_to_none)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_") or attr in ("mro", "gi_frame", "cr_frame", "f_globals", "format", "format_map"):
@@ -156,6 +278,10 @@ class _Environment(SandboxedEnvironment):
             ):
                 raise SecurityError("power result too large")
             return left**right
+        if operator_ == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                _too_long(len(left) + len(right), "a + result")
+            return left + right
         if isinstance(left, str):
             raise SecurityError("%-formatting of strings is not allowed")
         return operator.mod(left, right)
@@ -165,7 +291,31 @@ def _build_environment() -> _Environment:
     env = _Environment(autoescape=False, undefined=Missing, keep_trailing_newline=True)
     env.globals.clear()
     env.globals.update(ALLOWED_CALLS)
-    env.filters = {name: env.filters[name] for name in _SAFE_FILTERS}
+    filters = {name: env.filters[name] for name in _SAFE_FILTERS}
+    join, replace = filters["join"], filters["replace"]
+
+    @pass_eval_context
+    def bounded_join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> str:
+        items = _sized(value)
+        if items is not None and isinstance(d, str):
+            _too_long(max(items - 1, 0) * len(d), "a join")
+        result: str = join(eval_ctx, value, d, attribute)
+        _too_long(len(result), "a join")
+        return result
+
+    @pass_eval_context
+    def bounded_replace(eval_ctx: EvalContext, s: Any, old: Any, new: Any, count: Any = None) -> str:
+        if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
+            times = len(s) + 1 if old == "" else s.count(old)
+            if count is not None and isinstance(count, int):
+                times = min(times, max(count, 0))
+            _too_long(len(s) + times * max(len(new) - len(old), 0), "a replace")
+        result: str = replace(eval_ctx, s, old, new, count)
+        return result
+
+    filters["join"], filters["replace"] = bounded_join, bounded_replace
+    filters[_LOOP_FILTER], filters[_CONCAT_FILTER] = _bounded_loop, _bounded_concat
+    env.filters = filters
     return env
 
 
@@ -261,6 +411,11 @@ def _merge(a: Reads, b: Reads) -> Reads:
     return Reads(names, whole)
 
 
+def _short(source: str) -> str:
+    text = repr(source)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def _syntax_message(exc: TemplateSyntaxError) -> str:
     return f"line {exc.lineno}: {exc.message}" if exc.lineno and exc.lineno > 1 else str(exc.message)
 
@@ -273,14 +428,16 @@ class Template:
         reads: the memory variables it reads (see ``Reads``).
     """
 
-    __slots__ = ("_template", "reads", "source")
+    __slots__ = ("_template", "has_loops", "reads", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         try:
             tree = environment.parse(source)
             self.reads = _analyse(tree, source)
-            self._template = environment.from_string(tree)
+            #: a loop can cost up to MAX_RENDER_SECONDS: the runtime renders such templates on a thread
+            self.has_loops = tree.find(nodes.For) is not None
+            self._template = environment.from_string(_bound(tree, environment))
         except TemplateSyntaxError as exc:
             raise TemplateError(f"template syntax error: {_syntax_message(exc)}") from exc
 
@@ -293,6 +450,7 @@ class Template:
         """
         parts: list[str] = []
         size = 0
+        token = _budget.set(Budget())
         try:
             for chunk in self._template.generate(dict(context)):
                 size += len(chunk)
@@ -302,7 +460,9 @@ class Template:
         except TemplateError:
             raise
         except Exception as exc:  # the sandbox, undefined values, bad types: all one kind of failure
-            raise TemplateError(f"template {self.source!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TemplateError(f"template {_short(self.source)} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            _budget.reset(token)
         return "".join(parts)
 
 
@@ -326,10 +486,13 @@ class Expression:
         Raises:
             TemplateError: a sandbox violation or any other evaluation error.
         """
+        token = _budget.set(Budget())
         try:
             return self._fn(**context)
         except Exception as exc:
-            raise TemplateError(f"expression {self.source!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TemplateError(f"expression {_short(self.source)} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            _budget.reset(token)
 
 
 class Condition(Expression):
@@ -344,12 +507,15 @@ class Condition(Expression):
             TemplateError: a sandbox violation or an error not due to a
                 missing variable (e.g. ``int("x")``).
         """
+        token = _budget.set(Budget())
         try:
             return bool(self._fn(**context))
         except UndefinedError:
             return False  # arithmetic on a missing variable: "a missing variable is false"
         except Exception as exc:
-            raise TemplateError(f"condition {self.source!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise TemplateError(f"condition {_short(self.source)} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            _budget.reset(token)
 
 
 class Value:
@@ -372,6 +538,18 @@ class Value:
     @property
     def is_constant(self) -> bool:
         return self._kind == "const"
+
+    @property
+    def threaded(self) -> bool:
+        """Whether resolving may take up to ``MAX_RENDER_SECONDS`` (a template with a loop): off the event loop."""
+        kind, payload = self._kind, self._payload
+        if kind == "template":
+            return bool(payload.has_loops)
+        if kind == "list":
+            return any(v.threaded for v in payload)
+        if kind == "dict":
+            return any(v.threaded for v in payload.values())
+        return False
 
     @property
     def constant(self) -> Any:
@@ -421,12 +599,16 @@ def compile_condition(source: str) -> Condition:
     return Condition(source)
 
 
-def compile_value(raw: Any) -> Value:
-    """Compile an action argument (see ``Value``); raises ``TemplateError``."""
+def compile_value(raw: Any, *, text: bool = False) -> Value:
+    """Compile an action argument (see ``Value``); raises ``TemplateError``.
+
+    With ``text=True`` (``say``'s text) a string is always a text template:
+    ``"{{ temp.missing }}"`` renders as ``""``, as it would inside a sentence.
+    """
     if isinstance(raw, str):
         if "{{" not in raw and "{%" not in raw and "{#" not in raw:
             return Value("const", raw, Reads())
-        match = _WHOLE_EXPRESSION_RE.fullmatch(raw)
+        match = None if text else _WHOLE_EXPRESSION_RE.fullmatch(raw)
         if match is not None:
             expr = Expression(match.group(1).strip())
             return Value("expression", expr, expr.reads)

@@ -1917,6 +1917,42 @@ class BackendContract:
         assert (new.value, new.version, new.expires_at) == (None, 3, None)
         assert await kvs.set("a", 1) == 8
 
+    async def test_replace_namespaces_swaps_everything_at_once(self, store: Store, clock: FakeClock) -> None:
+        from ..backends.base import Row
+
+        backend = store.backend
+        target, staging, marker = "b1", "__rt/load/contract/b1", "__rt/load/contract"
+        await store.bot("b1").kvs.set_many({"old": 1, "kept-out": 2})
+        await store.bot("b1").kvs.set("old-expiring", 1, expiry="1h")
+        await store.bot("b2").kvs.set("other", 1)
+        await store.private_kvs(marker).set("manifest", {"n": 1})
+        now = clock.now()
+        rows = [
+            Row("a", b'{"z":1,"a":2}', 5, now + 60, now - 100),
+            Row("b", b"2", 1, None, now - 5),
+            Row("gone", b"3", 2, now - 1, now - 50),  # expired already: moved too, read as absent
+        ]
+        await backend.restore(staging, rows)
+        await backend.replace_namespaces({target: staging, marker: None})
+        kvs = store.bot("b1").kvs
+        assert [k async for k in kvs.keys()] == ["a", "b"]
+        a = await kvs.get_entry("a")
+        assert a is not None and a.version == 5 and a.modified_at == now - 100
+        assert a.expires_at == pytest.approx(now + 60)
+        assert_same(a.value, {"z": 1, "a": 2})
+        assert await backend.count(staging, now) == 0 and await backend.count(marker, now) == 0
+        assert staging not in await backend.namespaces() and marker not in await backend.namespaces()
+        assert await store.bot("b2").kvs.get("other") == 1  # untouched
+        assert await kvs.set("a", 0) == 6  # versions go on from the restored ones
+        clock.advance(61)  # the moved expiries are honoured, and purged as the target's
+        purged = await backend.purge_expired(clock.now(), 100)
+        assert sorted((p.namespace, p.key) for p in purged) == [("b1", "gone")]
+        # a target with no source is emptied; a namespace used twice is refused
+        await backend.replace_namespaces({"b2": None})
+        assert await backend.count("b2", clock.now()) == 0 and "b2" not in await backend.namespaces()
+        with pytest.raises(InvalidInputError):
+            await backend.replace_namespaces({"b1": "x", "x": None})
+
     async def test_locks(self, store: Store, clock: FakeClock) -> None:
         backend = store.backend
         now = clock.now()

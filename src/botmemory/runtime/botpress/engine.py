@@ -38,8 +38,10 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 
-from ...errors import InvalidInputError, KeyNotFoundError, ValueTypeError
+from ...cancellation import stop_if_cancelled
+from ...errors import InvalidInputError, ValueTypeError
 from ..actions import ActionContext, BotSDK, custom_action_spec
+from ..guard import BotCodeError, run_bot_code
 from ..sessions import Session
 from .actions import BUILTIN_ACTIONS, MODULE_ACTIONS, SKILL_ACTIONS, builtin_name
 from .content import ContentError, pick
@@ -408,6 +410,7 @@ class _Dialog:
     async def instruction(self, instruction: dict[str, Any]) -> str | None:
         """Run an onEnter/onReceive instruction; returns a transition target on failure (the error flow), else None."""
         fn = str(instruction.get("fn") or "")
+        stop_if_cancelled()
         try:
             if fn.startswith("say "):
                 await self.say(fn, instruction.get("args"))
@@ -469,7 +472,9 @@ class _Dialog:
         if action.kind == "custom":
             await turn.load()
             ctx = ActionContext(turn.bp, turn.user_id, turn.conversation_id, turn.temp, turn.event)
-            await custom_action_spec(action.name, self.bot.custom_actions[action.name]).run(ctx, args)
+            where = f"action {action.name!r} ({turn.context.get('currentFlow')} {turn.context.get('currentNode')})"
+            spec = custom_action_spec(action.name, self.bot.custom_actions[action.name])
+            await run_bot_code(spec.run(ctx, args), self.bot.action_timeout, where)
             for reply in ctx.replies:
                 turn.reply(reply)
             return
@@ -658,11 +663,15 @@ class BotpressEngine:
         await turn.load()
         for file, fn in hooks:
             try:
-                await asyncio.wait_for(fn(turn.bp, event if event is not None else turn.event), bot.hook_timeout)
+                await run_bot_code(
+                    fn(turn.bp, event if event is not None else turn.event), bot.hook_timeout, f"hook {name} in {file}"
+                )
             except TimeoutError:
                 logger.warning(
                     "bot %s: hook %s in %s took more than %gs; skipped", bot.id, name, file, bot.hook_timeout
                 )
+            except BotCodeError as exc:  # past hook_timeout, or sys.exit() in the hook
+                logger.warning("bot %s: hook %s in %s: %s; skipped", bot.id, name, file, exc)
             except Exception:
                 logger.exception("bot %s: hook %s in %s failed; skipped", bot.id, name, file)
         await turn.sync()
@@ -677,9 +686,7 @@ class BotpressEngine:
         sessions = runtime._sessions[bot.id]
         now = runtime._store.clock.now()
         replies: list[dict[str, Any]] = []
-        found = await sessions.get(conversation_id)
-        if found is not None and found[0].user_id and found[0].user_id != user_id:
-            raise KeyNotFoundError(f"conversation {conversation_id!r} not found")
+        found = await sessions.get(conversation_id)  # ownership: Runtime.converse checked it (sessions.owner)
         turn: Turn | None = None
         try:
             if found is None:
@@ -696,7 +703,7 @@ class BotpressEngine:
             turn = Turn(bot, bp, user_id, conversation_id, blob, now, text=text)
             turn.messages += 1
             if found is None:
-                await runtime._link(bot, user_id, conversation_id)
+                await sessions.set_current(user_id, conversation_id)
             await self.process(bot, turn, text)
             replies += turn.replies
             if bot.version == 11 and turn.flow_ended:

@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Final
 
@@ -176,18 +177,26 @@ class _Loader:
             self.problem("botmemory.yaml: must be a mapping")
             return
         for key in doc:
-            if key not in ("retention", "error_message", "hook_timeout", "botpress_version"):
+            if key not in (
+                "retention",
+                "error_message",
+                "hook_timeout",
+                "action_timeout",
+                "turn_timeout",
+                "botpress_version",
+            ):
                 self.problem(f"botmemory.yaml: unknown key {key!r}")
         if "error_message" in doc:
             if isinstance(doc["error_message"], str) and doc["error_message"]:
                 bot.error_message = doc["error_message"]
             else:
                 self.problem("botmemory.yaml: error_message must be a non-empty string")
-        if "hook_timeout" in doc:
-            try:
-                bot.hook_timeout = duration_ms(doc["hook_timeout"]) / 1000
-            except InvalidInputError as exc:
-                self.problem(f"botmemory.yaml: bad hook_timeout: {exc}")
+        for key in ("hook_timeout", "action_timeout", "turn_timeout"):
+            if key in doc:
+                try:
+                    setattr(bot, key, duration_ms(doc[key]) / 1000)
+                except InvalidInputError as exc:
+                    self.problem(f"botmemory.yaml: bad {key}: {exc}")
         if "botpress_version" in doc:
             if doc["botpress_version"] in (11, 12):
                 bot.version = int(doc["botpress_version"])
@@ -723,15 +732,20 @@ def is_qna_intent(name: str) -> bool:
     return name.startswith(QNA_PREFIX)
 
 
-def load_botpress_bots(bots_dir: Path | str, bots: dict[str, Any], errors: dict[str, str]) -> None:
+def load_botpress_bots(
+    bots_dir: Path | str, bots: dict[str, Any], errors: dict[str, str], *, only: Collection[str] | None = None
+) -> None:
     """Load every Botpress folder under ``bots_dir`` into ``bots`` / ``errors`` (next to the YAML bots there).
 
     Two folders with the same bot id: the second in sorted folder order is
-    refused, with an error (under its folder's name) naming both.
+    refused, with an error (under its folder's name) naming both. With
+    ``only``, folders whose bot id is not in it are not loaded (their code never runs).
     """
     root = Path(bots_dir)
     folders = {bot.folder.resolve(): bot_id for bot_id, bot in bots.items()}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and is_botpress_folder(p)):
+        if only is not None and claimed_id(folder) not in only:
+            continue
         try:
             bot: BotpressBot | None = load_botpress_bot(folder)
             problems: list[str] = []
