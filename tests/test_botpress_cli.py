@@ -122,3 +122,44 @@ def test_refused_archives_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="100 MB"):
         import_export(huge, bots)
     assert not bots.exists() or list(bots.iterdir()) == []
+
+
+async def test_a_botpress_bot_over_the_http_api(tmp_path: Path) -> None:
+    import botmemory
+    from http_app import running_app
+
+    _bot(tmp_path)
+    async with await botmemory.open("memory://") as store, running_app(store, bots_dir=str(tmp_path)) as api:
+        first = await api.call("POST", "/api/v1/bots/hello-bot/converse/u1", json={"text": "hi"})
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert [r["text"] for r in body["responses"]] == ["Your name?"]
+        second = await api.call(
+            "POST",
+            "/api/v1/bots/hello-bot/converse/u1",
+            json={"text": "Ada", "conversation_id": body["conversation_id"]},
+        )
+        assert [r["text"] for r in second.json()["responses"]] == ["Hi Ada"]
+        choice = write_bp_bot(
+            tmp_path,
+            "choice-bot",
+            flows={"main.flow.json": flow("a", node("a", ["say #!builtin_single-choice-c", "say #!builtin_card-k"]))},
+            content={
+                "builtin_single-choice": [
+                    {
+                        "id": "builtin_single-choice-c",
+                        "formData": {"text$en": "Pick", "choices$en": [{"title": "Red", "value": "red"}]},
+                    }
+                ],
+                "builtin_card": [{"id": "builtin_card-k", "formData": {"title$en": "A card", "image$en": "/x.png"}}],
+            },
+        )
+        assert choice.is_dir()
+        exported = await api.call("GET", "/api/v1/bots/hello-bot/users/u1/export")
+        assert exported.status_code == 200 and "Ada" in exported.text  # Botpress memory is exported like any other
+    async with await botmemory.open("memory://") as store, running_app(store, bots_dir=str(tmp_path)) as api:
+        replies = (await api.call("POST", "/api/v1/bots/choice-bot/converse/u1", json={"text": "hi"})).json()
+        assert replies["responses"] == [  # the fields of each reply type reach HTTP clients
+            {"type": "single-choice", "text": "Pick", "choices": [{"title": "Red", "value": "red"}]},
+            {"type": "card", "text": "", "title": "A card", "image": "/x.png"},
+        ]
