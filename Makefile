@@ -16,7 +16,7 @@ BB_STAMP := $(BB_VENV)/.installed
 BB_LOCK := constraints-botbuilder.txt
 BB_REQS := suites/botbuilder/requirements.txt
 
-.PHONY: install run test test-botbuilder check bench lock test-latest dist-check clean
+.PHONY: install run test test-botbuilder check bench compat lock test-latest dist-check clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ test-botbuilder: $(BB_STAMP)
 	$(BB_VENV)/bin/python -m pytest -c suites/botbuilder/pytest.ini suites/botbuilder
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts examples suites
+	$(BIN)/ruff check src tests benchmarks scripts examples suites compat
 	$(BIN)/mypy --strict src
 
 bench: $(STAMP)
@@ -95,3 +95,8 @@ test-latest:
 
 clean:
 	rm -rf $(VENV) $(BB_VENV) .venv-latest .venv-lock .pytest_cache .mypy_cache .ruff_cache .hypothesis dist build
+
+# The corpus of real Botpress bots (../shared/botpress-bots, or BOTMEMORY_BOTPRESS_CORPUS=DIR):
+# every bot loads or names its JavaScript, every transcript replays, random conversations hold.
+compat: $(STAMP)
+	$(BIN)/python -m pytest compat -q

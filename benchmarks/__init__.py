@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from . import (
+    botpress_turns,  # noqa: F401 - registers the "botpress" scenario (v12 welcome-bot vs the YAML bot)
     http_bench,  # noqa: F401 - registers the "http" scenario (botmemory serve)
     integrations,  # noqa: F401 - registers the "integrations" scenario (LangGraph, Bot Framework)
     runtime_turns,  # noqa: F401 - registers the "runtime" scenario

@@ -12,6 +12,8 @@
     user export|forget|hold|release
     audit BOT                   why data disappeared
     dump / load                 JSONL copy of a whole store, between any backends
+    import-botpress EXPORT.tgz  unpack a Botpress bot export into --bots, safely
+    check [DIR]                 which bots of a folder load, and why the others do not
     serve                       the HTTP API and the web admin (/ui)
     token create|list|revoke    API tokens of serve
 
@@ -33,7 +35,7 @@ from typer.core import TyperGroup
 
 from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
-from . import audit, chat, init, janitor, kvs, memory, serve, tokens, users
+from . import audit, botpress, chat, init, janitor, kvs, memory, serve, tokens, users
 from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
 from .dump import dump_command, load_command
 
@@ -189,6 +191,8 @@ app.command("audit")(audit.audit)
 app.command("dump")(dump_command)
 app.command("load")(load_command)
 app.command("serve")(serve.serve)
+app.command("import-botpress")(botpress.import_botpress)
+app.command("check")(botpress.check)
 
 
 def main() -> None:

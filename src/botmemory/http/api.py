@@ -196,8 +196,18 @@ class ConverseIn(_Strict):
 
 
 class Reply(BaseModel):
+    """A reply: ``type`` and ``text``, plus its type's fields (Botpress bots: ``choices``, ``image``, ``items`` …)."""
+
+    model_config = ConfigDict(extra="allow")
+
     type: str
     text: str
+
+
+def _reply(reply: dict[str, Any]) -> dict[str, Any]:
+    """A reply as the API answers it: every field but the conversation id (given once, beside the replies)."""
+    fields = {k: v for k, v in reply.items() if k not in ("type", "text", "conversation_id")}
+    return {"type": reply.get("type", "text"), "text": reply.get("text", ""), **fields}
 
 
 class ConverseOut(BaseModel):
@@ -398,7 +408,7 @@ async def _converse(request: Request, state: ServerState, who: Caller, bot: str,
         cid = await current_conversation(state.store, handle.id, user)
     return ok(
         {
-            "responses": [{"type": r.get("type", "text"), "text": r.get("text", "")} for r in replies],
+            "responses": [_reply(r) for r in replies],
             "conversation_id": cid,
         }
     )

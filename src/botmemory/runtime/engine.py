@@ -50,6 +50,7 @@ from ..keys import validate_key
 from ..namespaces import link_key, links_ns
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
+from .botpress import BotpressBot, BotpressEngine, load_botpress_bots
 from .flows import END, ActionCall, Transition
 from .guard import BotCodeError, run_bot_code
 from .hooks import run_hook
@@ -125,6 +126,7 @@ class Runtime:
         self._sdk: dict[str, BotSDK] = {}
         self._sessions: dict[str, SessionStore] = {}
         self._closed = False
+        self._botpress = BotpressEngine(self)  # runs the turns of Botpress bot folders (runtime/botpress)
 
     # -- lifecycle -------------------------------------------------------------
     @classmethod
@@ -165,6 +167,7 @@ class Runtime:
             ):
                 raise InvalidInputError(f"{name} must be a positive number of seconds, got {value!r}")
         bots, errors = load_bots(bots_dir, only=only)
+        load_botpress_bots(bots_dir, bots, errors, only=only)  # Botpress folders (bot.config.json + flows/)
         for bot in bots.values():
             for name, value in overrides.items():
                 if value is not None:
@@ -336,6 +339,8 @@ class Runtime:
     async def _turn(
         self, loaded: LoadedBot, user_id: str, text: str, conversation_id: str, stats: TurnStats
     ) -> list[dict[str, Any]]:
+        if isinstance(loaded, BotpressBot):  # a Botpress bot folder: its own dialog engine (runtime/botpress)
+            return await self._botpress.turn(loaded, user_id, text, conversation_id, stats)
         bp = self._sdk[loaded.id]
         sessions = self._sessions[loaded.id]
         event: dict[str, Any] = {
@@ -529,6 +534,8 @@ class Runtime:
     # -- ending conversations ------------------------------------------------------
     async def _end_session(self, loaded: LoadedBot, conversation_id: str, session: Session, reason: str) -> None:
         """Discard the conversation's variables, delete the session, run ``after_conversation_end``."""
+        if reason == "timeout" and isinstance(loaded, BotpressBot):  # Botpress: its timeout node/flow runs first
+            await self._botpress.timed_out(loaded, conversation_id, session)
         bot = self._store.bot(loaded.id)
         users = _users(bot)
         user_id = session.user_id or None  # None: an unreadable row, whose user is unknown
