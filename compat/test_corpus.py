@@ -29,6 +29,9 @@ from botmemory.testing import FakeClock
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("BOTMEMORY_BOTPRESS_CORPUS", REPO.parent / "shared" / "botpress-bots"))
 
+if not CORPUS.is_dir() and os.environ.get("CI", "").lower() == "true":
+    # CI always has ../shared beside the checkout: a missing corpus there is a failure, not a skip
+    raise RuntimeError(f"no Botpress corpus at {CORPUS} (set BOTMEMORY_BOTPRESS_CORPUS)")
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no Botpress corpus at {CORPUS}")
 
 # The shims a bot needs, by bot folder: file -> Python source.
