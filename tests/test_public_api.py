@@ -36,6 +36,7 @@ EXPECTED_ALL = sorted(
         "Scope",
         "Store",
         "StoreError",
+        "StoreFullError",
         "StoreTimeoutError",
         "StoreUnavailableError",
         "SyncStore",
@@ -82,6 +83,7 @@ def test_error_tree() -> None:
         e.StoreError: (e.BotMemoryError,),
         e.StoreUnavailableError: (e.StoreError,),
         e.StoreTimeoutError: (e.StoreError,),
+        e.StoreFullError: (e.StoreError,),
     }
     for cls, bases in parents.items():
         for base in bases:

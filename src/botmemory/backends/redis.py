@@ -54,6 +54,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import (
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -67,6 +68,7 @@ from ..errors import (
     InvalidInputError,
     QuotaExceededError,
     StoreError,
+    StoreFullError,
     StoreTimeoutError,
     StoreUnavailableError,
 )
@@ -444,6 +446,8 @@ def _translate(exc: BaseException, what: str) -> BaseException:
     """The one seam where redis-py errors become botmemory errors."""
     if isinstance(exc, ResponseError) and str(exc).startswith(_QUOTA):
         return QuotaExceededError(f"the namespace would hold more keys than its quota ({what})")
+    if isinstance(exc, OutOfMemoryError):  # maxmemory reached with a noeviction policy
+        return StoreFullError(f"Redis {what}: {exc}")
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return StoreTimeoutError(f"Redis {what}: {exc or 'timed out'}")
     if isinstance(exc, RedisConnectionError | ReadOnlyError | OSError):

@@ -37,6 +37,7 @@ import orjson
 from ..errors import (
     QuotaExceededError,
     StoreError,
+    StoreFullError,
     StoreTimeoutError,
     StoreUnavailableError,
 )
@@ -119,6 +120,8 @@ def _translate(exc: BaseException, what: str) -> StoreError:
     low = msg.lower()
     if "locked" in low or "busy" in low:
         return StoreTimeoutError(f"SQLite {what}: {msg}")
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in low:
+        return StoreFullError(f"SQLite {what}: {msg}")
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and any(
         s in low for s in ("unable to open", "readonly", "disk i/o", "not a database", "malformed", "no such table")
     ):
