@@ -42,6 +42,7 @@ import os
 import re
 import socket
 import time
+import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -281,6 +282,28 @@ def _sever(conn: AsyncConnection[Any]) -> None:
         pass
     finally:
         sock.close()
+
+
+class _Connection(AsyncConnection[Any]):
+    """psycopg's connection, minus a socket leak when connecting fails.
+
+    When ``connect`` times out (a frozen server), psycopg raises an exception
+    whose traceback holds its own frame, which holds the connection attempt
+    and its open socket, in a reference cycle: the socket stays open until the
+    cyclic garbage collector runs, and for as long as anything keeps the
+    exception (psycopg_pool logs every failed reconnection attempt, and a
+    logging handler may keep the record). Measured by the reliability suite: a
+    10 s freeze left 6-12 sockets open after recovery. Clearing the frames
+    closes the attempt at once.
+    """
+
+    @classmethod
+    async def connect(cls, *args: Any, **kwargs: Any) -> _Connection:
+        try:
+            return await super().connect(*args, **kwargs)
+        except psycopg.Error as exc:
+            traceback.clear_frames(exc.__traceback__)
+            raise exc.with_traceback(None) from None
 
 
 def _range(statement: tuple[str, str], prefix: str, after: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -821,7 +844,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
     # pool that is still connecting in the background cannot be closed early).
     try:
         async with asyncio.timeout(timeout):
-            probe = await AsyncConnection.connect(url, **kwargs)
+            probe = await _Connection.connect(url, **kwargs)
         await probe.close()
     except (psycopg.Error, TimeoutError) as exc:
         why = str(exc) or "timed out"
@@ -839,6 +862,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         kwargs=kwargs,
         timeout=timeout,
         check=check,
+        connection_class=_Connection,
         # psycopg_pool's reconnection backoff doubles without a cap until it
         # gives up; giving up early restarts it at once on the next request,
         # so a server that is back is used again within seconds.
