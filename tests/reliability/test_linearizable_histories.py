@@ -93,6 +93,8 @@ def _run_processes(url: str, options: dict[str, Any], rng: random.Random) -> tup
             if not data:
                 reap(proc)
                 assert proc.returncode == 0 or proc.returncode == -signal.SIGKILL, f"a client failed: {proc.returncode}"
+                if kills < KILLS:
+                    spawn()  # until enough kills happened
                 continue
             buffers[proc.pid] += data
             *complete, buffers[proc.pid] = buffers[proc.pid].split(b"\n")
