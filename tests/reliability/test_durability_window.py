@@ -17,8 +17,9 @@ when each call started and returned, and the two timelines give
   one instant, i.e. what a power loss at the worst moment would take (at
   the measured write rate).
 
-Redis with ``appendfsync always`` and SQLite with ``synchronous=full`` must
-fsync inside every call; ``everysec`` and ``synchronous=normal`` are
+Redis with ``appendfsync always``, SQLite with ``synchronous=full`` and
+PostgreSQL (``synchronous_commit=on``, the default) must fsync inside every
+call; ``everysec`` and ``synchronous=normal`` are
 measured and recorded, not asserted.
 """
 
@@ -37,7 +38,8 @@ from pathlib import Path
 import pytest
 
 import botmemory
-from ownservers import RedisServer, require_binary
+from botmemory.testing.backends import unique_suffix
+from ownservers import RedisServer, own_postgres, require_binary
 from reliability_suite import record, size
 
 SECONDS = size(3.0, 20.0)
@@ -102,9 +104,9 @@ def windows(calls: list[tuple[float, float]], fsyncs: list[tuple[float, float]])
     }
 
 
-async def _write_for(url: str, seconds: float, tasks: int = 4) -> list[tuple[float, float]]:
+async def _write_for(url: str, seconds: float, tasks: int = 4, **options: object) -> list[tuple[float, float]]:
     calls: list[tuple[float, float]] = []
-    async with await botmemory.open(url, timeout=5) as store:
+    async with await botmemory.open(url, timeout=5, **options) as store:
         kvs = store.bot("durable").kvs
         stop = time.monotonic() + seconds
 
@@ -178,3 +180,28 @@ def test_sqlite_fsync_window(synchronous: str, tmp_path: Path) -> None:
         assert figures["synced_in_call"] == 1.0, figures
     else:
         assert figures["synced_in_call"] < 0.5, figures
+
+
+@pytest.mark.postgres
+async def test_postgres_fsync_window(tmp_path: Path) -> None:
+    """The cluster's backends are traced from the moment they are forked (strace -f on the postmaster)."""
+    cluster = own_postgres()
+    trace = tmp_path / "strace.txt"
+    postmaster = cluster.postmaster()
+    assert postmaster is not None
+    tracer = subprocess.Popen([_strace(), "-f", "-qq", "-ttt", "-T", "-e", "trace=fsync,fdatasync", "-o", str(trace),
+                               "-p", str(postmaster)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while f"TracerPid:\t{tracer.pid}" not in Path(f"/proc/{postmaster}/status").read_text():
+            assert time.monotonic() < deadline and tracer.poll() is None, "strace did not attach"
+            await asyncio.sleep(0.02)
+        # attached: the store's connections are forked from now on, and traced
+        calls = await _write_for(cluster.url, SECONDS, schema=unique_suffix())
+    finally:
+        tracer.terminate()
+        tracer.wait(timeout=30)
+    figures = windows(calls, parse_fsyncs(trace))
+    record("power_loss_window.postgres.synchronous_commit_on", seconds=SECONDS, **figures)
+    assert figures["writes"] > 100
+    assert figures["synced_in_call"] == 1.0, figures
