@@ -82,11 +82,13 @@ def render(data: dict[str, dict[str, Any]] | None = None) -> str:
 
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-        autoescape=False,  # Markdown, not HTML
+        autoescape=False,  # noqa: S701 - Markdown from our own figures, not HTML
     )
     template = env.from_string(TEMPLATE.read_text())
-    return template.render(f=f, pct=pct, cs=cs, get=get, sections=sections, total=total, when=when, load_range=load_range,
-                           meta=data["ci"]["meta"] or data["soak"]["meta"], show=_show)
+    return template.render(
+        f=f, pct=pct, cs=cs, get=get, sections=sections, total=total, when=when, load_range=load_range,
+        meta=data["ci"]["meta"] or data["soak"]["meta"], show=_show,
+    )
 
 
 def main(argv: list[str]) -> int:

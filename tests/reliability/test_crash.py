@@ -14,7 +14,8 @@
   the test's own) is SIGKILLed and restarted. With ``always`` nothing
   acknowledged may be lost; with ``everysec`` what is lost is counted and
   must be at most the last two seconds of acknowledged writes before a kill
-  (Redis postpones AOF writes by up to two seconds while an fsync is slow).
+  (Redis postpones AOF writes by up to two seconds, counted in whole seconds,
+  while an fsync is slow; the suite allows 3.5 s).
 
 The sizes grow under ``BOTMEMORY_SOAK=1`` (``make soak``).
 """
@@ -255,8 +256,9 @@ async def test_redis_server_crash_loop(appendfsync: str) -> None:
     if appendfsync == "always":
         assert report.lost == [], f"{len(report.lost)} acknowledged writes lost, e.g. {report.lost[:10]}"
     else:
-        # everysec may lose what Redis had not yet written when it died: at most ~2 s
-        assert all(age <= 2.5 for age in ages), sorted(ages)[-10:]
+        # everysec may lose what Redis had not yet written when it died: Redis postpones the
+        # AOF write for up to 2 s (counted in whole seconds of its clock) while an fsync lags
+        assert all(age <= 3.5 for age in ages), sorted(ages)[-10:]
     record(
         f"crash.redis.{appendfsync}",
         kills=len(kill_times),

@@ -16,7 +16,7 @@ Eight tasks call the store without pause throughout (``Load``). Each
 scenario checks that
 
 - every call answered within ``ANSWER_WITHIN`` (the store's ``timeout`` is
-  1 s), succeeding or failing with ``StoreUnavailableError`` or
+  2 s), succeeding or failing with ``StoreUnavailableError`` or
   ``StoreTimeoutError``, and nothing else;
 - calls failed only while the fault lasted, and the same store answers again
   by itself afterwards (no reopening);
@@ -50,8 +50,10 @@ from faultproxy import ProxyProcess
 from ownservers import PostgresCluster, RedisServer, own_postgres
 from reliability_suite import record, size
 
-TIMEOUT = 1.0
-ANSWER_WITHIN = 4.0
+# 2 s, not less: on a shared, loaded machine a healthy PostgreSQL commit (fsync on) can take
+# a second, and a failure before or after the fault would be noise, not a finding
+TIMEOUT = 2.0
+ANSWER_WITHIN = 6.0
 RECOVER_WITHIN = 30.0
 OUTAGE = 10.0
 FAULT = size(2.0, 10.0)
@@ -344,7 +346,7 @@ async def test_server_outage_under_load(backend: str, how: str) -> None:
 NETWORK_FAULTS = [
     # (name, proxy mode, delay, calls fail while it lasts)
     ("drop", "drop", 0.0, True),
-    # 50 ms each way: a PostgreSQL incr (about five round trips) stays well under the 1 s timeout
+    # 50 ms each way: a PostgreSQL incr (about five round trips) stays well under the 2 s timeout
     ("delay-50ms", "delay", 0.05, False),
     ("delay-3s", "delay", 3.0, True),
     ("reset", "reset", 0.0, True),
