@@ -53,22 +53,7 @@ bench: $(STAMP)
 # The package without the repository: build the sdist and wheel, install the
 # wheel with [all] into a fresh venv outside the checkout, run the README's
 # example, `botmemory --help` and a chat with the starter bot there. CI runs it.
-dist-# The reliability suite alone (tests/reliability, CI-sized; `make test` runs it too), then
-# RELIABILITY.md from the figures it measured (reliability/figures-ci.json). Needs root for
-# the tmpfs, strace, and the postgresql and redis-server binaries (the tests start their own).
-reliability: $(STAMP)
-	rm -f reliability/figures-ci.json
-	BOTMEMORY_FIGURES=reliability/figures-ci.json $(BIN)/python -m pytest tests/reliability tests/test_linearizability.py
-	$(BIN)/python scripts/render_reliability.py
-
-# The long variants (about 30 minutes): 1,000 SQLite kills, 100 kills of each server,
-# 10 s network faults, larger fuzz runs and a 10-minute soak; figures in reliability/figures-soak.json.
-soak: $(STAMP)
-	rm -f reliability/figures-soak.json
-	BOTMEMORY_SOAK=1 BOTMEMORY_FIGURES=reliability/figures-soak.json $(BIN)/python -m pytest tests/reliability
-	$(BIN)/python scripts/render_reliability.py
-
-check: $(STAMP)
+dist-check: $(STAMP)
 	$(BIN)/python scripts/dist_check.py
 
 # Regenerate the lock from pyproject.toml (dev extras and benchmark requirements)
