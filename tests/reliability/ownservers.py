@@ -78,6 +78,36 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(directory: Path) -> None:
+    """Mark ``directory`` as this test process's, after removing servers whose test process died.
+
+    A test run killed hard (SIGKILL, a CI timeout) cannot stop its servers; the next run finds
+    their directories in /tmp with a dead owner and stops what still runs there.
+    """
+    for stale in [*Path("/tmp").glob("botmemory-pg-*"), *Path("/tmp").glob("botmemory-redis-*")]:
+        try:
+            owner = int((stale / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        for pidfile in (stale / "data" / "postmaster.pid", stale / "redis.pid"):
+            with contextlib.suppress(OSError, ValueError, IndexError, ProcessLookupError, PermissionError):
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+        shutil.rmtree(stale, ignore_errors=True)
+    (directory / "owner").write_text(str(os.getpid()))
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -90,6 +120,7 @@ class PostgresCluster:
     def __init__(self, bindir: str) -> None:
         self.bindir = bindir
         self.base = Path(tempfile.mkdtemp(prefix="botmemory-pg-", dir="/tmp"))
+        _claim(self.base)
         self.base.chmod(0o755)
         self.data = self.base / "data"
         self.log = self.base / "server.log"
@@ -205,6 +236,7 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.wrap = wrap or []
         self.dir = Path(tempfile.mkdtemp(prefix="botmemory-redis-", dir="/tmp"))
+        _claim(self.dir)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.frozen = False
@@ -220,7 +252,8 @@ class RedisServer:
         for attempt in range(5):
             cmd = [*(self.wrap if wrap is None else wrap), self.binary, "--port", str(self.port),
                    "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "", *persistence,
-                   "--daemonize", "no", "--protected-mode", "no", "--logfile", str(self.dir / "server.log")]
+                   "--daemonize", "no", "--protected-mode", "no", "--logfile", str(self.dir / "server.log"),
+                   "--pidfile", str(self.dir / "redis.pid")]
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
                 return

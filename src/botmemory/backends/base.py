@@ -13,8 +13,10 @@ subclasses in one place (its ``_translate`` seam).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -27,7 +29,28 @@ __all__ = [
     "Mutation",
     "Purged",
     "Row",
+    "keep_cancellation",
 ]
+
+
+@contextlib.contextmanager
+def keep_cancellation() -> Iterator[None]:
+    """Around a driver call: a cancellation of the calling task is never lost.
+
+    Python 3.11's ``asyncio.wait_for``, which redis-py (socket I/O) and
+    psycopg_pool (waiting for a connection) use, returns or raises as if
+    nothing happened when the task is cancelled just as the awaited
+    operation completes (fixed in 3.12). The task then goes on, and a loop
+    such as the janitor's never stops. If a cancellation was requested during
+    the block (``Task.cancelling()`` grew), it is delivered on the way out.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    try:
+        yield
+    finally:
+        if task is not None and task.cancelling() > before:
+            raise asyncio.CancelledError
 
 
 #: Namespaces starting with this hold runtime state (sessions, links) that

@@ -61,7 +61,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row
+from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row, keep_cancellation
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
@@ -369,6 +369,12 @@ class PostgresBackend(Backend):
             handle.cancel()
 
     async def _run(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, read: bool = False) -> T:
+        """:meth:`_call`, and a cancellation of the caller is never lost (psycopg_pool waits with
+        ``asyncio.wait_for``, which can swallow one on Python 3.11)."""
+        with keep_cancellation():
+            return await self._call(what, fn, read=read)
+
+    async def _call(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, read: bool = False) -> T:
         """Run ``fn`` on a pooled connection; errors translated, nothing waits past ``timeout``.
 
         The whole call (waiting for a connection, checking it, running, one

@@ -73,7 +73,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keys import prefix_upper_bound
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row
+from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, keep_cancellation
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["RedisBackend", "glob_escape", "open_backend"]
@@ -520,17 +520,18 @@ class RedisBackend(Backend):
         died.
         """
         client = self._client()
-        try:
-            return await fn(client)
-        except RedisConnectionError as exc:
-            if not read:
+        with keep_cancellation():  # redis-py's wait_for may swallow one (Python 3.11)
+            try:
+                return await fn(client)
+            except RedisConnectionError as exc:
+                if not read:
+                    raise _translate(exc, what) from exc
+            except (TimeoutError, RedisError, OSError) as exc:
                 raise _translate(exc, what) from exc
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise _translate(exc, what) from exc
-        try:
-            return await fn(client)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise _translate(exc, what) from exc
+            try:
+                return await fn(client)
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise _translate(exc, what) from exc
 
     async def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any], *, read: bool = False) -> Any:
         script = self._scripts[name]
@@ -619,8 +620,9 @@ class RedisBackend(Backend):
         lock = self._mutating.get(ek)
         if lock is None:
             lock = self._mutating[ek] = asyncio.Lock()
-        async with lock:
-            return await self._mutate(ek, ns, key, fn, now, max_keys)
+        with keep_cancellation():  # redis-py's wait_for may swallow one (Python 3.11)
+            async with lock:
+                return await self._mutate(ek, ns, key, fn, now, max_keys)
 
     async def _mutate(self, ek: str, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
         client = self._client()
