@@ -5,6 +5,10 @@
 one after the other for SECONDS, and print one JSON line: the number of
 writes and each write's latency in microseconds.
 
+``python load_worker.py race DIR T0 ROUNDS STEP``: for each round k, wait until
+``time.time() >= T0 + k * STEP``, then open the new SQLite file ``DIR/rk.db``
+(every worker at once), increment a counter and close.
+
 ``python load_worker.py soak URL OPTIONS_JSON SECONDS``: a mixed workload on
 a bounded key space (sets with and without expiry, gets, incr, path sets,
 set_many, get_many, listing, deletes, memory variables, purges) for
@@ -89,8 +93,18 @@ async def soak(url: str, options: dict[str, Any], seconds: float) -> None:
     print(orjson.dumps({"done": True, "ops": ops, "rss": _rss(), "fds": _fds()}).decode(), flush=True)
 
 
+async def race(directory: str, t0: float, rounds: int, step: float) -> None:
+    for k in range(rounds):
+        while time.time() < t0 + k * step:
+            pass  # spin: the workers must open within microseconds of each other
+        async with await botmemory.open(f"sqlite:///{directory}/r{k}.db") as store:
+            await store.bot("race").kvs.incr("n")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "writer":
+    if sys.argv[1] == "race":
+        asyncio.run(race(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))
+    elif sys.argv[1] == "writer":
         asyncio.run(writer(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])))
     else:
         asyncio.run(soak(sys.argv[2], orjson.loads(sys.argv[3]), float(sys.argv[4])))

@@ -23,6 +23,7 @@ The sizes grow under ``BOTMEMORY_SOAK=1`` (``make soak``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import selectors
@@ -111,40 +112,49 @@ def test_sqlite_crash_loop(tmp_path: Path) -> None:
     spawned = kills = early = 0
     checks: list[str] = []
     started = time.monotonic()
-    while kills < SQLITE_KILLS:
-        for i, child in enumerate(slots):
-            if child is None and spawned < SQLITE_KILLS:
-                sync = rng.choice(["normal", "full"])
-                child = slots[i] = _Child(f"sqlite:///{db}?synchronous={sync}", f"r{spawned}", rng, errors)
-                assert child.proc.stdout is not None
-                selector.register(child.proc.stdout, selectors.EVENT_READ, child)
-                spawned += 1
-        for key, _ in selector.select(timeout=0.01):
-            child = key.data
-            data = child.proc.stdout.read1(65536)
-            if data:
-                child.feed(data, ledger)
-            elif not child.killed:
-                child.proc.wait()
-                pytest.fail(f"a worker exited by itself ({child.proc.returncode}): {errors.read_text()[-3000:]}")
-        now = time.monotonic()
-        for i, child in enumerate(slots):
-            if child is None:
-                continue
-            if child.kill_at is None and now - child.started > 60:
-                pytest.fail(f"a worker did not open the store within 60 s: {errors.read_text()[-3000:]}")
-            if child.kill_at is not None and now >= child.kill_at:
-                os.kill(child.proc.pid, signal.SIGKILL)
+    try:
+        while kills < SQLITE_KILLS:
+            for i, child in enumerate(slots):
+                if child is None and spawned < SQLITE_KILLS:
+                    sync = rng.choice(["normal", "full"])
+                    child = slots[i] = _Child(f"sqlite:///{db}?synchronous={sync}", f"r{spawned}", rng, errors)
+                    assert child.proc.stdout is not None
+                    selector.register(child.proc.stdout, selectors.EVENT_READ, child)
+                    spawned += 1
+            for key, _ in selector.select(timeout=0.01):
+                child = key.data
+                data = child.proc.stdout.read1(65536)
+                if data:
+                    child.feed(data, ledger)
+                elif not child.killed:
+                    child.proc.wait()
+                    pytest.fail(f"a worker exited by itself ({child.proc.returncode}): {errors.read_text()[-3000:]}")
+            now = time.monotonic()
+            for i, child in enumerate(slots):
+                if child is None:
+                    continue
+                if child.kill_at is None and now - child.started > 60:
+                    pytest.fail(f"a worker did not open the store within 60 s: {errors.read_text()[-3000:]}")
+                if child.kill_at is not None and now >= child.kill_at:
+                    os.kill(child.proc.pid, signal.SIGKILL)
+                    child.killed = True
+                    assert child.proc.stdout is not None
+                    selector.unregister(child.proc.stdout)
+                    child.finish(ledger)
+                    assert child.proc.returncode == -signal.SIGKILL
+                    kills += 1
+                    early += child.early
+                    slots[i] = None
+                    if kills % 50 == 0 and db.exists():
+                        checks.append(_integrity(db))
+    finally:  # a failure must not leave workers running (nor their pipes open) for the next tests
+        for child in slots:
+            if child is not None:
+                child.proc.kill()
                 child.killed = True
-                assert child.proc.stdout is not None
-                selector.unregister(child.proc.stdout)
-                child.finish(ledger)
-                assert child.proc.returncode == -signal.SIGKILL
-                kills += 1
-                early += child.early
-                slots[i] = None
-                if kills % 50 == 0 and db.exists():
-                    checks.append(_integrity(db))
+                with contextlib.suppress(Exception):  # the error that got us here matters, not this one
+                    child.finish(Ledger())
+        selector.close()
     elapsed = time.monotonic() - started
     assert all(c == "ok" for c in checks), checks
     assert _integrity(db) == "ok"
@@ -167,6 +177,35 @@ def test_sqlite_crash_loop(tmp_path: Path) -> None:
         seconds=round(elapsed, 1),
         **report.figures,
     )
+
+
+def test_processes_creating_one_new_file_at_once(tmp_path: Path) -> None:
+    """Workers that start together (as after a crash) all open the same new SQLite file.
+
+    Turning a new file into WAL takes an exclusive lock that SQLite refuses at once, without
+    waiting, to processes racing for it; the crash loop met it as "database is locked" in one
+    worker and "disk I/O error" in the other, whose new file the first one's clean-up removed.
+    """
+    workers, rounds = 6, size(60, 300)
+    t0 = time.time() + 2.0
+    procs = [
+        subprocess.Popen([sys.executable, str(Path(__file__).with_name("load_worker.py")), "race", str(tmp_path),
+                          str(t0), str(rounds), "0.1"], stderr=subprocess.PIPE, cwd=WORKER.parent)
+        for _ in range(workers)
+    ]
+    errors = [proc.communicate(timeout=120 + rounds)[1].decode() for proc in procs]
+    assert [p.returncode for p in procs] == [0] * workers, [e[-600:] for e in errors if e]
+
+    async def counts() -> list[int]:
+        out = []
+        for k in range(rounds):
+            async with await botmemory.open(f"sqlite:///{tmp_path / f'r{k}.db'}") as store:
+                out.append(await store.bot("race").kvs.get("n"))
+        return out
+
+    assert asyncio.run(counts()) == [workers] * rounds
+    assert all(_integrity(tmp_path / f"r{k}.db") == "ok" for k in range(rounds))
+    record("crash.sqlite_open_race", workers=workers, new_files=rounds, failed_opens=0)
 
 
 # -- servers killed under a live client -----------------------------------------------------

@@ -388,8 +388,20 @@ def _uri_path(path: str) -> str:
     return quote(os.path.abspath(path))
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode = WAL")
+def _migrate(conn: sqlite3.Connection, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Turning a new file into WAL takes an exclusive lock, and when
+            # processes opening the same new file at once each hold a shared
+            # one, SQLite answers "locked" at once instead of waiting (its busy
+            # handler would deadlock): wait here, up to the store's timeout.
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -454,7 +466,7 @@ class SQLiteBackend(Backend):
         except sqlite3.Error as exc:
             raise _translate(exc, "open") from exc
         try:
-            _migrate(writer.conn)
+            _migrate(writer.conn, self.timeout)
             reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA query_only = ON")
             # Zero busy timeout: a taken write lock sends the write to the
@@ -468,7 +480,8 @@ class SQLiteBackend(Backend):
                 inline.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:
             writer.conn.close()
-            if not existed:
+            # A new file is removed again, unless another process holds it (it is creating it too)
+            if not existed and not _is_busy(exc):
                 for suffix in ("", "-wal", "-shm", "-journal"):
                     try:
                         os.unlink(self.path + suffix)
