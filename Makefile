@@ -16,7 +16,7 @@ BB_STAMP := $(BB_VENV)/.installed
 BB_LOCK := constraints-botbuilder.txt
 BB_REQS := suites/botbuilder/requirements.txt
 
-.PHONY: install run test test-botbuilder check bench compat lock test-latest dist-check clean
+.PHONY: install run test test-botbuilder check bench compat lock test-latest dist-check clean reliability soak
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,21 @@ test: $(STAMP) $(BB_STAMP)
 
 test-botbuilder: $(BB_STAMP)
 	$(BB_VENV)/bin/python -m pytest -c suites/botbuilder/pytest.ini suites/botbuilder
+
+# The reliability suite alone (tests/reliability, CI-sized; `make test` runs it too), then
+# RELIABILITY.md from the figures it measured (reliability/figures-ci.json). Needs root for
+# the tmpfs, strace, and the postgresql and redis-server binaries (the tests start their own).
+reliability: $(STAMP)
+	rm -f reliability/figures-ci.json
+	BOTMEMORY_FIGURES=reliability/figures-ci.json $(BIN)/python -m pytest tests/reliability tests/test_linearizability.py
+	$(BIN)/python scripts/render_reliability.py
+
+# The long variants (about 30 minutes): 1,000 SQLite kills, 100 kills of each server,
+# 10 s network faults, larger fuzz runs and a 10-minute soak; figures in reliability/figures-soak.json.
+soak: $(STAMP)
+	rm -f reliability/figures-soak.json
+	BOTMEMORY_SOAK=1 BOTMEMORY_FIGURES=reliability/figures-soak.json $(BIN)/python -m pytest tests/reliability
+	$(BIN)/python scripts/render_reliability.py
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts examples suites compat

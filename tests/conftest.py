@@ -46,3 +46,13 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 async def store(backend_name: str, clock: FakeClock, tmp_path: Path) -> AsyncIterator[botmemory.Store]:
     async with open_test_store(backend_name, tmp_path, clock=clock) as s:
         yield s
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures the reliability suite measured (tests/reliability), when it ran."""
+    import sys
+
+    suite = sys.modules.get("reliability_suite")
+    if suite is not None:
+        terminalreporter.section("reliability figures")
+        suite.summary(terminalreporter.write)

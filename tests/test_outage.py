@@ -1,6 +1,8 @@
 """Outages (issue 4, item 5): a frozen or unreachable server never hangs a call.
 
-A small TCP proxy between the store and the real shared server plays the
+A small TCP proxy (``faultproxy.FaultProxy``, which the reliability suite's
+outage tests also use for drops, delays, resets and half-open connections)
+between the store and the real shared server plays the
 outage: ``pause()`` stops forwarding (a frozen server: connections stay
 open, nothing answers), ``close()`` closes every connection and the listening
 socket (a server that is down: connections are refused). The real servers are
@@ -25,73 +27,13 @@ from botmemory.errors import StoreTimeoutError, StoreUnavailableError
 from botmemory.testing import FakeClock
 from botmemory.testing.backends import POSTGRES_URL, REDIS_URL, unique_suffix
 from conftest import require_backend
+from faultproxy import FaultProxy as Proxy
 
 TIMEOUT = 1.0
 #: a failing call must answer within this many seconds
 ANSWER_WITHIN = 3.0
 #: after the outage, the same store must work again within this many seconds
 RECOVER_WITHIN = 20.0
-
-
-class Proxy:
-    """A TCP forwarder on 127.0.0.1 that a test can freeze and take down."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def pause(self) -> None:
-        """Stop forwarding: the server looks frozen (connections open, no answers)."""
-        self._flowing.clear()
-
-    def resume(self) -> None:
-        self._flowing.set()
-
-    async def close(self) -> None:
-        """Refuse new connections and drop the open ones: the server looks down."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._writers.clear()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers.add(up_writer)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                await self._flowing.wait()
-                dst.write(data)
-                await dst.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            dst.close()
 
 
 def _via(url: str, port: int) -> str:

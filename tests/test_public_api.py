@@ -38,6 +38,7 @@ EXPECTED_ALL = sorted(
         "Scope",
         "Store",
         "StoreError",
+        "StoreFullError",
         "StoreOpener",
         "StoreTimeoutError",
         "StoreUnavailableError",
@@ -86,6 +87,7 @@ def test_error_tree() -> None:
         e.StoreError: (e.BotMemoryError,),
         e.StoreUnavailableError: (e.StoreError,),
         e.StoreTimeoutError: (e.StoreError,),
+        e.StoreFullError: (e.StoreError,),
     }
     for cls, bases in parents.items():
         for base in bases:

@@ -13,8 +13,10 @@ cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
-__all__ = ["stop_if_cancelled"]
+__all__ = ["keep_cancellation", "stop_if_cancelled"]
 
 
 def stop_if_cancelled() -> None:
@@ -22,3 +24,20 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+@contextlib.contextmanager
+def keep_cancellation() -> Iterator[None]:
+    """Around a driver call: a cancellation of the calling task is never lost.
+
+    If a cancellation was requested during the block (``Task.cancelling()``
+    grew) and the driver's ``wait_for`` swallowed it, it is delivered on the
+    way out. Used by the PostgreSQL and Redis backends around every call.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    try:
+        yield
+    finally:
+        if task is not None and task.cancelling() > before:
+            raise asyncio.CancelledError

@@ -19,7 +19,8 @@ One root; backend exceptions (sqlite3, psycopg, redis) are translated into
     ├── LegalHoldError
     └── StoreError
         ├── StoreUnavailableError                  # cannot reach/open the backend
-        └── StoreTimeoutError
+        ├── StoreTimeoutError
+        └── StoreFullError                         # no space left: writes fail, reads work
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "LegalHoldError",
     "QuotaExceededError",
     "StoreError",
+    "StoreFullError",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "ValueTooLargeError",
@@ -124,3 +126,11 @@ class StoreUnavailableError(StoreError):
 
 class StoreTimeoutError(StoreError):
     """The backend did not answer in time."""
+
+
+class StoreFullError(StoreError):
+    """The backend has no room left (disk full, Redis ``maxmemory``): writes fail, reads still work.
+
+    Nothing acknowledged before is lost, and writes succeed again once space
+    is freed, on the same store (HTTP: 507 Insufficient Storage).
+    """

@@ -42,6 +42,7 @@ import os
 import re
 import socket
 import time
+import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -52,6 +53,7 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from ..cancellation import keep_cancellation
 from ..errors import (
     InvalidInputError,
     QuotaExceededError,
@@ -283,6 +285,28 @@ def _sever(conn: AsyncConnection[Any]) -> None:
         sock.close()
 
 
+class _Connection(AsyncConnection[Any]):
+    """psycopg's connection, minus a socket leak when connecting fails.
+
+    When ``connect`` times out (a frozen server), psycopg raises an exception
+    whose traceback holds its own frame, which holds the connection attempt
+    and its open socket, in a reference cycle: the socket stays open until the
+    cyclic garbage collector runs, and for as long as anything keeps the
+    exception (psycopg_pool logs every failed reconnection attempt, and a
+    logging handler may keep the record). Measured by the reliability suite: a
+    10 s freeze left 6-12 sockets open after recovery. Clearing the frames
+    closes the attempt at once.
+    """
+
+    @classmethod
+    async def connect(cls, *args: Any, **kwargs: Any) -> _Connection:
+        try:
+            return await super().connect(*args, **kwargs)
+        except psycopg.Error as exc:
+            traceback.clear_frames(exc.__traceback__)
+            raise exc.with_traceback(None) from None
+
+
 def _range(statement: tuple[str, str], prefix: str, after: str | None = None) -> tuple[str, dict[str, Any]]:
     """The form of a ranged statement for keys under the literal ``prefix``, and its parameters."""
     hi = prefix_upper_bound(prefix)
@@ -346,6 +370,12 @@ class PostgresBackend(Backend):
             handle.cancel()
 
     async def _run(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, read: bool = False) -> T:
+        """:meth:`_call`, and a cancellation of the caller is never lost (psycopg_pool waits with
+        ``asyncio.wait_for``, which can swallow one on Python 3.11)."""
+        with keep_cancellation():
+            return await self._call(what, fn, read=read)
+
+    async def _call(self, what: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, read: bool = False) -> T:
         """Run ``fn`` on a pooled connection; errors translated, nothing waits past ``timeout``.
 
         The whole call (waiting for a connection, checking it, running, one
@@ -847,7 +877,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
     # pool that is still connecting in the background cannot be closed early).
     try:
         async with asyncio.timeout(timeout):
-            probe = await AsyncConnection.connect(url, **kwargs)
+            probe = await _Connection.connect(url, **kwargs)
         await probe.close()
     except (psycopg.Error, TimeoutError) as exc:
         why = str(exc) or "timed out"
@@ -865,6 +895,7 @@ async def open_backend(url: str, **options: Any) -> PostgresBackend:
         kwargs=kwargs,
         timeout=timeout,
         check=check,
+        connection_class=_Connection,
         # psycopg_pool's reconnection backoff doubles without a cap until it
         # gives up; giving up early restarts it at once on the next request,
         # so a server that is back is used again within seconds.

@@ -54,6 +54,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import (
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -63,11 +64,12 @@ from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
 )
 
-from ..cancellation import stop_if_cancelled
+from ..cancellation import keep_cancellation
 from ..errors import (
     InvalidInputError,
     QuotaExceededError,
     StoreError,
+    StoreFullError,
     StoreTimeoutError,
     StoreUnavailableError,
 )
@@ -494,6 +496,8 @@ def _translate(exc: BaseException, what: str) -> BaseException:
     """The one seam where redis-py errors become botmemory errors."""
     if isinstance(exc, ResponseError) and str(exc).startswith(_QUOTA):
         return QuotaExceededError(f"the namespace would hold more keys than its quota ({what})")
+    if isinstance(exc, OutOfMemoryError):  # maxmemory reached with a noeviction policy
+        return StoreFullError(f"Redis {what}: {exc}")
     if isinstance(exc, RedisTimeoutError | TimeoutError):
         return StoreTimeoutError(f"Redis {what}: {exc or 'timed out'}")
     if isinstance(exc, RedisConnectionError | ReadOnlyError | OSError):
@@ -566,22 +570,18 @@ class RedisBackend(Backend):
         died.
         """
         client = self._client()
-        try:
-            result = await fn(client)
-        except RedisConnectionError as exc:
-            if not read:
+        with keep_cancellation():  # redis-py's wait_for may swallow one (Python 3.11)
+            try:
+                return await fn(client)
+            except RedisConnectionError as exc:
+                if not read:
+                    raise _translate(exc, what) from exc
+            except (TimeoutError, RedisError, OSError) as exc:
                 raise _translate(exc, what) from exc
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise _translate(exc, what) from exc
-        else:
-            stop_if_cancelled()  # redis-py's wait_for may have swallowed a cancel (Python 3.11)
-            return result
-        try:
-            result = await fn(client)
-        except (TimeoutError, RedisError, OSError) as exc:
-            raise _translate(exc, what) from exc
-        stop_if_cancelled()
-        return result
+            try:
+                return await fn(client)
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise _translate(exc, what) from exc
 
     async def _script(self, name: str, keys: Sequence[Any], args: Sequence[Any], *, read: bool = False) -> Any:
         script = self._scripts[name]
@@ -670,8 +670,9 @@ class RedisBackend(Backend):
         lock = self._mutating.get(ek)
         if lock is None:
             lock = self._mutating[ek] = asyncio.Lock()
-        async with lock:
-            return await self._mutate(ek, ns, key, fn, now, max_keys)
+        with keep_cancellation():  # redis-py's wait_for may swallow one (Python 3.11)
+            async with lock:
+                return await self._mutate(ek, ns, key, fn, now, max_keys)
 
     async def _mutate(self, ek: str, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
         client = self._client()

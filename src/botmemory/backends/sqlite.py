@@ -38,6 +38,7 @@ import orjson
 from ..errors import (
     QuotaExceededError,
     StoreError,
+    StoreFullError,
     StoreTimeoutError,
     StoreUnavailableError,
 )
@@ -120,6 +121,8 @@ def _translate(exc: BaseException, what: str) -> StoreError:
     low = msg.lower()
     if "locked" in low or "busy" in low:
         return StoreTimeoutError(f"SQLite {what}: {msg}")
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in low:
+        return StoreFullError(f"SQLite {what}: {msg}")
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and any(
         s in low for s in ("unable to open", "readonly", "disk i/o", "not a database", "malformed", "no such table")
     ):
@@ -400,8 +403,20 @@ def _uri_path(path: str) -> str:
     return quote(os.path.abspath(path))
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode = WAL")
+def _migrate(conn: sqlite3.Connection, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            # Turning a new file into WAL takes an exclusive lock, and when
+            # processes opening the same new file at once each hold a shared
+            # one, SQLite answers "locked" at once instead of waiting (its busy
+            # handler would deadlock): wait here, up to the store's timeout.
+            if not _is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(
@@ -471,7 +486,7 @@ class SQLiteBackend(Backend):
         except sqlite3.Error as exc:
             raise _translate(exc, "open") from exc
         try:
-            _migrate(writer.conn)
+            _migrate(writer.conn, self.timeout)
             reader = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA query_only = ON")
             # Zero busy timeout: a taken write lock sends the write to the
@@ -485,7 +500,8 @@ class SQLiteBackend(Backend):
                 inline.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:
             writer.conn.close()
-            if not existed:
+            # A new file is removed again, unless another process holds it (it is creating it too)
+            if not existed and not _is_busy(exc):
                 for suffix in ("", "-wal", "-shm", "-journal"):
                     try:
                         os.unlink(self.path + suffix)
