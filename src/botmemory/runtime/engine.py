@@ -47,7 +47,7 @@ from ..backends.base import Backend
 from ..cancellation import stop_if_cancelled
 from ..errors import ConversationNotFoundError, InvalidInputError, InvalidKeyError, KeyNotFoundError, StoreError
 from ..keys import validate_key
-from ..namespaces import link_key, links_ns
+from ..retention.layout import link_key, links_ns
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
 from .botpress import BotpressBot, BotpressEngine, load_botpress_bots
