@@ -1,0 +1,74 @@
+"""Features of real Botpress bots found by running bots outside the corpus (each as a small synthetic bot)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import botmemory
+from botmemory.runtime.botpress import BotpressLoadError, load_botpress_bot
+from botmemory.testing import FakeClock
+from botpress_bots import flow, node, say, texts, write_bp_bot
+
+HELLO = {"main.flow.json": flow("a", node("a", ["say #!builtin_text-hi"], None, []))}
+HELLO_TEXT = {"builtin_text": texts(("builtin_text-hi", "Hello"))}
+
+
+@pytest.fixture
+async def mem(clock: FakeClock) -> Any:
+    async with await botmemory.open("memory://", clock=clock) as store:
+        yield store
+
+
+def module_copy(body: str, eol: str = "\n") -> str:
+    """A file as Botpress copies it out of a module: ``//CHECKSUM:<sha256 of the body>`` first."""
+    return f"//CHECKSUM:{hashlib.sha256(body.encode()).hexdigest()}{eol}{body}"
+
+
+# -- custom code Botpress itself never runs or runs natively ---------------------------------
+def write_binary(folder: Path, rel: str, text: str) -> None:
+    path = folder / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode())  # byte-exact: the checksum covers the line endings
+
+
+async def test_botpress_own_module_hooks_disabled_hooks_and_module_action_copies_are_not_custom_code(
+    mem: botmemory.Store, tmp_path: Path
+) -> None:
+    folder = write_bp_bot(tmp_path, "copies", flows=HELLO, content=HELLO_TEXT)
+    engine = "const x = ['session_reset']\r\nif (x.includes(event.type)) {\r\n  event.setFlag('skip', true)\r\n}\r\n"
+    write_binary(folder, "hooks/after_incoming_middleware/builtin/00_dialog_engine.js", module_copy(engine, "\r\n"))
+    contexts = "event.state.session.nluContexts = []\n"
+    write_binary(folder, "hooks/before_incoming_middleware/builtin/apply_nlu_contexts.js", module_copy(contexts))
+    write_binary(folder, "hooks/after_incoming_middleware/builtin/05_extract_slots.js", module_copy("// slots\n"))
+    # a name starting with "." is a disabled hook or action in Botpress: never run
+    write_binary(folder, "hooks/before_incoming_middleware/testing/.00_recorder.js", "record(event)\n")
+    write_binary(folder, "actions/.draft.js", "return 1\n")
+    # copies of basic-skills' own actions: the module actions this runtime runs
+    write_binary(folder, "actions/basic-skills/choice_parse_answer.js", "'use strict'\n")
+    write_binary(folder, "actions/basic-skills/call_api.js", "'use strict'\n")
+    runtime = await botmemory.Runtime.open(mem, tmp_path)
+    assert runtime.load_errors == {}
+    assert say(await runtime.converse("copies", user_id="u", text="hi")) == ["Hello"]
+
+
+def test_an_edited_module_hook_or_another_module_hook_is_custom_code(tmp_path: Path) -> None:
+    folder = write_bp_bot(tmp_path, "edited", flows=HELLO, content=HELLO_TEXT)
+    stale = module_copy("original();\n").replace("original", "edited")  # the checksum no longer matches
+    write_binary(folder, "hooks/after_incoming_middleware/builtin/00_dialog_engine.js", stale)
+    write_binary(folder, "hooks/after_incoming_middleware/builtin/01_expire_nlu_contexts.js", "no checksum\n")
+    # a module hook this runtime has no native version of (checksum or not) still needs a replacement
+    write_binary(folder, "hooks/before_incoming_middleware/channel-web/00_user_attributes.js", module_copy("x()\n"))
+    with pytest.raises(BotpressLoadError) as info:
+        load_botpress_bot(folder)
+    message = str(info.value)
+    for rel in (
+        "hooks/after_incoming_middleware/builtin/00_dialog_engine.js",
+        "hooks/after_incoming_middleware/builtin/01_expire_nlu_contexts.js",
+        "hooks/before_incoming_middleware/channel-web/00_user_attributes.js",
+    ):
+        assert rel in message, rel
+    assert len(info.value.problems) == 3
