@@ -72,3 +72,15 @@ def test_an_edited_module_hook_or_another_module_hook_is_custom_code(tmp_path: P
     ):
         assert rel in message, rel
     assert len(info.value.problems) == 3
+
+
+# -- content -----------------------------------------------------------------------------------
+async def test_action_button_elements_load_and_say_nothing_on_their_own(mem: botmemory.Store, tmp_path: Path) -> None:
+    """``builtin_action-button`` is Botpress 12's (hidden) button type; its renderer returns no message."""
+    flows = {"main.flow.json": flow("a", node("a", ["say #!builtin_text-hi", "say #!builtin_action-button-b"]))}
+    button = {"action$en": "Open URL", "title$en": "Docs", "url$en": "https://example.org/"}
+    content = {**HELLO_TEXT, "builtin_action-button": [{"id": "builtin_action-button-b", "formData": button}]}
+    write_bp_bot(tmp_path, "buttons", flows=flows, content=content)
+    runtime = await botmemory.Runtime.open(mem, tmp_path)
+    assert runtime.load_errors == {}
+    assert say(await runtime.converse("buttons", user_id="u", text="hi")) == ["Hello"]
