@@ -23,7 +23,15 @@ from typing import Any, Final
 from .jsvalues import to_boolean
 from .mustache import Template, TemplateError
 
-__all__ = ["CONTENT_TYPES", "SILENT_REPLY_TYPES", "ContentElement", "ContentError", "Renderer", "contains_template", "pick"]
+__all__ = [
+    "CONTENT_TYPES",
+    "SILENT_REPLY_TYPES",
+    "ContentElement",
+    "ContentError",
+    "Renderer",
+    "contains_template",
+    "pick",
+]
 
 #: Content types botmemory renders: content type id -> (reply type, properties).
 CONTENT_TYPES: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
