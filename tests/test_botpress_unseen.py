@@ -84,3 +84,37 @@ async def test_action_button_elements_load_and_say_nothing_on_their_own(mem: bot
     runtime = await botmemory.Runtime.open(mem, tmp_path)
     assert runtime.load_errors == {}
     assert say(await runtime.converse("buttons", user_id="u", text="hi")) == ["Hello"]
+
+
+# -- what no flow calls, what no action can be ---------------------------------------------------
+async def test_a_javascript_action_no_flow_calls_does_not_stop_the_bot(mem: botmemory.Store, tmp_path: Path) -> None:
+    """Botpress only runs an action when a flow calls it; a leftover file (even one that is not JavaScript) is inert."""
+    files = {"actions/leftover.js": "not even javascript\n", "actions/helper/format.js": "module.exports = 1\n"}
+    write_bp_bot(tmp_path, "leftover", flows=HELLO, content=HELLO_TEXT, files=files)
+    runtime = await botmemory.Runtime.open(mem, tmp_path)
+    assert runtime.load_errors == {}
+    assert say(await runtime.converse("leftover", user_id="u", text="hi")) == ["Hello"]
+
+
+def test_unused_javascript_is_still_listed_when_the_bot_fails_for_another_reason(tmp_path: Path) -> None:
+    flows = {"main.flow.json": flow("a", node("a", ["say #!builtin_text-hi", "used-one {}"], None, []))}
+    files = {"actions/used-one.js": "return 1\n", "actions/leftover.js": "return 2\n"}
+    folder = write_bp_bot(tmp_path, "both", flows=flows, content=HELLO_TEXT, files=files)
+    with pytest.raises(BotpressLoadError) as info:
+        load_botpress_bot(folder)
+    problems = info.value.problems
+    assert len(problems) == 2
+    assert "actions/used-one.js" in problems[0] and "used by flows/main.flow.json node 'a'" in problems[0]
+    assert "actions/leftover.js" in problems[1]
+
+
+def test_an_empty_instruction_is_a_load_error_that_says_so(tmp_path: Path) -> None:
+    """Botpress runs ``""`` as an action named ``""`` (not found: the error flow); the error says what it is."""
+    flows = {"main.flow.json": flow("a", node("a", ["", "say #!builtin_text-hi"], None, []))}
+    folder = write_bp_bot(tmp_path, "blank", flows=flows, content=HELLO_TEXT)
+    with pytest.raises(BotpressLoadError) as info:
+        load_botpress_bot(folder)
+    assert info.value.problems == [
+        "flows/main.flow.json: node 'a': an empty instruction '' (Botpress runs it as an action named '', "
+        "which does not exist: remove it from the node)"
+    ]

@@ -13,6 +13,8 @@ with ``-`` and ``.`` as ``_``, or the file's only public ``async def``),
 hooks ``async def <hook>(bp, event)``. A JavaScript file named like a
 built-in or natively run module action is that action (v11 bots carry
 copies of them, some v12 exports copies of ``basic-skills``): ignored. So
+is a JavaScript action no flow calls (Botpress never runs it either; it is
+listed only when the bot fails for another reason), and so
 are the files Botpress itself skips (a name starting with ``.`` is
 disabled) and the unmodified copies of Botpress's own module hooks whose
 job this runtime does natively (``hooks/<hook>/builtin/00_dialog_engine.js``
@@ -163,6 +165,7 @@ class _Loader:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.problems: list[str] = []
+        self.unused_js: list[str] = []
         self.bot: BotpressBot | None = None
 
     def problem(self, message: str) -> None:
@@ -620,11 +623,14 @@ class _Loader:
                         self.say(bot, f"say @{content_type}", node.content.get("formData") or {}, flow, where)
         for name, file in sorted(missing_js.items()):
             used = users_of_js.get(name)
-            self.problem(
+            message = (
                 f"{file}: JavaScript action with no Python replacement "
                 f"({file[:-3]}.py defining async def {_IDENT_RE.sub('_', Path(file).stem)}(ctx, **args))"
-                + (f"; used by {', '.join(used)}" if used else "")
             )
+            if used:
+                self.problem(f"{message}; used by {', '.join(used)}")
+            else:  # no flow calls it: Botpress never runs it either (listed only if the bot fails anyway)
+                self.unused_js.append(message)
 
     def condition(self, bot: BotpressBot, source: str, flow: Flow, where: str) -> None:
         if source in bot.conditions:
@@ -705,6 +711,12 @@ class _Loader:
         elif name in missing_js:
             users_of_js.setdefault(name, []).append(f"{flow.file} {where}")
             return
+        elif not name:
+            self.problem(
+                f"{flow.file}: {where}: an empty instruction {text!r} (Botpress runs it as an action named '', "
+                "which does not exist: remove it from the node)"
+            )
+            return
         else:
             self.problem(
                 f"{flow.file}: {where}: unknown action {name!r} (no built-in of that name and no actions/{name}.py)"
@@ -773,7 +785,9 @@ def load_botpress_bot(folder: Path | str) -> BotpressBot:
     loader.nlu(bot)
     loader.check(bot, missing_js)
     if loader.problems:
-        raise BotpressLoadError(loader.problems)
+        raise BotpressLoadError(loader.problems + loader.unused_js)
+    for message in loader.unused_js:
+        logger.warning("bot %s: %s; no flow calls it: ignored", bot.id, message)
     return bot
 
 
