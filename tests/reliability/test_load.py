@@ -232,9 +232,15 @@ def test_http_server_soak_memory_and_descriptors_stay_flat(tmp_path: Path) -> No
     warm = [s for s in samples if s["t"] >= SOAK_SECONDS / 4]
     first, last = warm[0], samples[-1]
     growth = (last["rss_kib"] - first["rss_kib"]) / 1024
-    record("soak.http_server", seconds=SOAK_SECONDS, requests=requests, req_per_s=round(requests / SOAK_SECONDS),
+    n = len(warm)
+    mean_t = sum(s["t"] for s in warm) / n
+    mean_r = sum(s["rss_kib"] for s in warm) / n
+    var = sum((s["t"] - mean_t) ** 2 for s in warm) or 1.0
+    slope = sum((s["t"] - mean_t) * (s["rss_kib"] - mean_r) for s in warm) / var * 60 / 1024
+    # "soak.<name>": a row of RELIABILITY.md's soak table beside the library's processes
+    record("soak.http_server", seconds=SOAK_SECONDS, ops=requests, ops_per_s=round(requests / SOAK_SECONDS),
            rss_mib_start=round(samples[0]["rss_kib"] / 1024, 1), rss_mib_after_warmup=round(first["rss_kib"] / 1024, 1),
            rss_mib_end=round(last["rss_kib"] / 1024, 1), rss_growth_mib=round(growth, 2),
-           fds_seen=sorted({s["fds"] for s in warm}))
+           rss_slope_mib_per_min=round(slope, 3), fds_seen=sorted({s["fds"] for s in warm} | {last["fds"]}))
     assert growth <= max(8.0, 0.1 * first["rss_kib"] / 1024), f"resident memory grew by {growth:.1f} MiB"
     assert last["fds"] - first["fds"] <= FDS_SLACK, (first["fds"], last["fds"])
