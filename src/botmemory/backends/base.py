@@ -16,17 +16,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "KEEP",
     "PRIVATE_NS_PREFIX",
     "Backend",
+    "BatchWrite",
     "Keep",
     "LockLease",
     "Mutation",
     "Purged",
     "Row",
+    "TurnBatching",
     "check_moves",
 ]
 
@@ -89,6 +91,24 @@ class LockLease(NamedTuple):
     expires_at: float
 
 
+class BatchWrite(NamedTuple):
+    """One row of a ``write_batch``: written only if the key is still at ``expected``.
+
+    ``expected`` is the live version the key must have when the batch runs
+    (0: missing or expired); ``version`` is the version to store (the caller
+    knows it: ``expected`` plus the writes it folded into this one).
+    ``expires_at`` is absolute, None for none, or ``KEEP`` (the live row's
+    expiry; none when ``expected`` is 0).
+    """
+
+    ns: str
+    key: str
+    value: bytes
+    expires_at: float | Keep | None
+    version: int
+    expected: int
+
+
 MutateFn = Callable[[Row | None], Mutation | None]
 """Called with the live row (or None); returns what to write, or None for no write.
 
@@ -114,6 +134,32 @@ def check_moves(moves: Mapping[str, str | None]) -> list[tuple[str, str | None]]
     if len(set(sources)) != len(sources) or set(sources) & set(moves):
         raise InvalidInputError("replace_namespaces: a namespace may appear once, as a source or as a target")
     return pairs
+
+
+@runtime_checkable
+class TurnBatching(Protocol):
+    """Optional capability: a runtime turn's reads and writes in one round trip each.
+
+    The runtime reads what a turn needs from several namespaces at once, and
+    writes what the turn changed as one compare-and-set batch that also
+    gives back the conversation's lease. Backends without it get one call
+    per read and write (the runtime checks with ``isinstance``).
+    """
+
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        """Live rows among ``(namespace, key)`` pairs, as ``(namespace, row)`` (any order)."""
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        """All of ``writes`` (distinct keys) atomically, or none if a key is not at its ``expected`` version.
+
+        ``modified_at`` is ``now``; no quota is checked (the runtime batches
+        only rows that exist or live in quota-free namespaces). With
+        ``release = (lock name, owner)`` the lock is released in the same
+        atomic step when the writes are made (if the owner still holds it).
+
+        Returns:
+            True when written (and released); False, with nothing changed, on a version mismatch.
+        """
 
 
 class Backend(ABC):

@@ -42,7 +42,7 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Purged, Row, check_moves
 from .keyrange import prefix_upper_bound
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
@@ -640,6 +640,27 @@ class SQLiteBackend(Backend):
 
         return await self._read(q) if keys else []
 
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        pairs = list(dict.fromkeys(keys))
+
+        def q(conn: sqlite3.Connection) -> list[tuple[str, Row]]:
+            out: list[tuple[str, Row]] = []
+            for i in range(0, len(pairs), _CHUNK // 2):
+                chunk = pairs[i : i + _CHUNK // 2]
+                marks = ",".join("(?,?)" for _ in chunk)
+                params = [part for pair in chunk for part in pair]
+                out.extend(
+                    (r[0], _row(r[1:]))
+                    for r in conn.execute(
+                        "SELECT ns, key, value, version, expires_at, modified_at FROM kv "
+                        f"WHERE (ns, key) IN (VALUES {marks}) AND {_LIVE}",
+                        (*params, now),
+                    )
+                )
+            return out
+
+        return await self._read(q) if pairs else []
+
     async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
         sql, params = _range(ns, prefix, after)
 
@@ -702,6 +723,27 @@ class SQLiteBackend(Backend):
             version = 1 if current is None else current.version + 1
             conn.execute(_UPSERT, (ns, key, mutation.value, version, expires, now))
             return version
+
+        return await self._write(job)
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        writes = list(writes)
+
+        def job(conn: sqlite3.Connection) -> bool:
+            # one job: one transaction (or a savepoint in a group); every check before any write
+            rows = []
+            for w in writes:
+                r = conn.execute("SELECT version, expires_at FROM kv WHERE ns = ? AND key = ?", (w.ns, w.key)).fetchone()
+                live = r is not None and (r[1] is None or r[1] > now)
+                if (r[0] if live else 0) != w.expected:
+                    return False
+                rows.append(r[1] if live else None)
+            for w, current_exp in zip(writes, rows, strict=True):
+                exp = current_exp if isinstance(w.expires_at, Keep) else w.expires_at
+                conn.execute(_UPSERT, (w.ns, w.key, w.value, w.version, exp, now))
+            if release is not None:
+                conn.execute("UPDATE locks SET owner = NULL WHERE name = ? AND owner = ?", release)
+            return True
 
         return await self._write(job)
 
