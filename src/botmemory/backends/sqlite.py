@@ -99,6 +99,7 @@ _PUT = (
     "modified_at = excluded.modified_at RETURNING version"
 )
 _SELECT_ROW = "SELECT key, value, version, expires_at, modified_at FROM kv WHERE ns = ? AND key = ?"
+_SELECT_VERSION = "SELECT version, expires_at FROM kv WHERE ns = ? AND key = ?"
 _CHUNK = 500
 
 
@@ -733,7 +734,7 @@ class SQLiteBackend(Backend):
             # one job: one transaction (or a savepoint in a group); every check before any write
             rows = []
             for w in writes:
-                r = conn.execute("SELECT version, expires_at FROM kv WHERE ns = ? AND key = ?", (w.ns, w.key)).fetchone()
+                r = conn.execute(_SELECT_VERSION, (w.ns, w.key)).fetchone()
                 live = r is not None and (r[1] is None or r[1] > now)
                 if (r[0] if live else 0) != w.expected:
                     return False

@@ -45,9 +45,17 @@ from typing import Any, Final, cast
 
 from ..backends.base import Backend
 from ..cancellation import stop_if_cancelled
-from ..errors import ConversationNotFoundError, InvalidInputError, InvalidKeyError, KeyNotFoundError, StoreError
+from ..errors import (
+    ConversationNotFoundError,
+    InvalidInputError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    QuotaExceededError,
+    StoreError,
+    VersionConflictError,
+)
 from ..keys import validate_key
-from ..retention.layout import link_key, links_ns
+from ..retention.layout import link_key, links_ns, owners_ns, sessions_ns
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
 from .botpress import BotpressBot, BotpressEngine, load_botpress_bots
@@ -58,6 +66,7 @@ from .loader import LoadedBot, load_bots
 from .metrics import MeteredBackend, TurnStats, current_turn
 from .sessions import ConversationLease, Session, SessionStore
 from .templates import MEMORY_SCOPES, Reads, Variables
+from .turnbatch import MAX_READ_AHEAD, TurnBackend, TurnBatch
 
 __all__ = ["MAX_STEPS", "Runtime", "TurnError"]
 
@@ -118,10 +127,12 @@ class Runtime:
         self.metrics = TurnStats()
         self.last_turn = TurnStats()
         # The runtime's own Store over the same backend, metered, so the
-        # store's share of each turn is measurable (metrics.MeteredBackend).
-        self._store = Store(
-            cast(Backend, MeteredBackend(store.backend)), clock=store.clock, limits=store.limits
-        )
+        # store's share of each turn is measurable (metrics.MeteredBackend),
+        # and batched: a turn's own rows are read and written in one round
+        # trip each (turnbatch.TurnBackend).
+        self._turns = TurnBackend(MeteredBackend(store.backend), store.clock)
+        self._store = Store(cast(Backend, self._turns), clock=store.clock, limits=store.limits)
+        self._read_names: dict[str, tuple[str, ...]] = {}
         self._janitor: Any = None  # botmemory.retention.Janitor, made at the first janitor_once
         self._sdk: dict[str, BotSDK] = {}
         self._sessions: dict[str, SessionStore] = {}
@@ -256,31 +267,69 @@ class Runtime:
         started = time.perf_counter()
         try:
             sessions = self._sessions[loaded.id]
+            # with batching, a given conversation's owner is read under the lease, with the rest of the turn
+            check_owner = conversation_id is not None and self._turns.batching
             if conversation_id is None:
                 # the user's current conversation was started by this user: no ownership check
                 conversation_id = await sessions.current(user_id)
                 if conversation_id is None:
                     conversation_id = uuid.uuid4().hex
                     await self._own(loaded, user_id, conversation_id, new=True)
-            else:
+            elif not check_owner:
                 await self._own(loaded, user_id, conversation_id)
             lease = ConversationLease(
                 self._store, loaded.id, conversation_id, ttl=loaded.turn_timeout + _LEASE_MARGIN, wait=self.lock_wait
             )
             await lease.acquire()
+            batch, tokens = self._turns.begin()
             try:
+                await self._turns.read_ahead(batch, self._read_ahead(loaded, conversation_id))
+                if check_owner:
+                    await self._own(loaded, user_id, conversation_id)
                 replies = await self._bounded_turn(loaded, user_id, text, conversation_id, stats)
-            finally:
-                try:
-                    await lease.release()
-                except StoreError:
-                    logger.exception("bot %s: releasing the lease of %s failed", loaded.id, conversation_id)
+            except BaseException:
+                await self._end_turn(loaded, conversation_id, batch, tokens, lease)
+                raise
+            if not await self._end_turn(loaded, conversation_id, batch, tokens, lease):
+                stats.errors += 1
+                replies = [{"type": "text", "text": loaded.error_message, "conversation_id": conversation_id}]
             return replies
         finally:
             current_turn.reset(token)
             stats.turn_seconds = time.perf_counter() - started
             self.last_turn = stats
             self.metrics.add(stats)
+
+    def _read_ahead(self, loaded: LoadedBot, conversation_id: str) -> list[tuple[str, str]]:
+        """What a turn reads ahead: owner, session and the conversation variables the flows name."""
+        keys = [(owners_ns(loaded.id), conversation_id), (sessions_ns(loaded.id), conversation_id)]
+        names = self._read_names.get(loaded.id)
+        if names is None:
+            names = self._read_names[loaded.id] = _conversation_names(loaded)
+        if names:
+            scope = self._store.bot(loaded.id).memory.conversation(conversation_id)
+            for name in names:
+                try:
+                    keys.append((loaded.id, scope.key(name)))
+                except InvalidInputError:
+                    continue  # a name no variable can have
+        return keys
+
+    async def _end_turn(
+        self, loaded: LoadedBot, conversation_id: str, batch: TurnBatch, tokens: Any, lease: ConversationLease
+    ) -> bool:
+        """Write the turn's batched rows and release its lease; False (logged) when that failed."""
+        release = (lease.name, lease.owner) if lease.lease is not None else None
+        lease.lease = None
+        try:
+            await self._turns.end(batch, tokens, release)
+        except (StoreError, VersionConflictError, QuotaExceededError) as exc:
+            logger.error(
+                "bot %s: writing the end of the turn of conversation %s failed: %s: %s",
+                loaded.id, conversation_id, type(exc).__name__, exc,
+            )
+            return False
+        return True
 
     async def _own(self, loaded: LoadedBot, user_id: str, conversation_id: str, *, new: bool = False) -> None:
         """Make sure ``conversation_id`` is the user's: claim it when it is nobody's yet.
@@ -662,6 +711,30 @@ class Runtime:
         report: Any = await self._janitor.run_once()
         result: dict[str, Any] = dict(report.as_dict())
         return result
+
+
+_CONVERSATION_ACTIONS: Final = frozenset(
+    f"{verb}ConversationVariable" for verb in ("set", "get", "incr", "delete")
+)
+
+
+def _conversation_names(loaded: LoadedBot) -> tuple[str, ...]:
+    """Conversation variables the bot's flows name (constant names only), for the turns' read-ahead."""
+    if isinstance(loaded, BotpressBot):
+        return ()
+    names: dict[str, None] = {}
+    for flow in loaded.flows.values():
+        for node in flow.nodes.values():
+            for call in (*node.on_enter, *(node.on_receive or ())):
+                arg = call.args.get("name")
+                if call.name in _CONVERSATION_ACTIONS and arg is not None and arg.is_constant \
+                        and isinstance(arg.constant, str):
+                    names[arg.constant] = None
+                names.update(dict.fromkeys(call.reads.names.get("conversation", ())))
+            for transition in node.next:
+                if transition.condition is not None:
+                    names.update(dict.fromkeys(transition.condition.reads.names.get("conversation", ())))
+    return tuple(names)[:MAX_READ_AHEAD]
 
 
 def _resolve(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
