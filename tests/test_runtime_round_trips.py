@@ -6,8 +6,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import botmemory
 from botmemory import Runtime
 from botmemory.backends.base import TurnBatching
