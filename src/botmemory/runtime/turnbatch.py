@@ -147,7 +147,9 @@ class TurnBackend:
     def begin(self) -> tuple[TurnBatch, Any]:
         """A new batch for this context (and its erasure checks); pass the result to ``end``."""
         batch = TurnBatch()
-        return batch, (current_batch.set(batch), deferred_erasure_checks.set(batch.checks))
+        # without the capability every write is checked at once, as it lands (one read each)
+        checks = batch.checks if self.batching else None
+        return batch, (current_batch.set(batch), deferred_erasure_checks.set(checks))
 
     async def read_ahead(self, batch: TurnBatch, keys: Sequence[tuple[str, str]]) -> None:
         """Read ``keys`` in one round trip into the batch (no-op without the capability)."""
