@@ -172,11 +172,11 @@ class TurnBackend:
         deferred_erasure_checks.reset(checks_token)
         versions: dict[tuple[str, str], int] = {}
         error: BaseException | None = None
+        batch.open = False  # from here on, bot code that outlived the turn writes straight through
         try:
             released = await self._flush(batch, release, versions)
         except BaseException as exc:  # the replay failed: still release the lease and check what landed
             error, released = exc, False
-        batch.open = False
         try:
             if not released and release is not None:
                 await self._inner.release_lock(*release)
