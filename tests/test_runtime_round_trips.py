@@ -177,3 +177,48 @@ async def test_a_write_from_outside_the_turn_is_not_lost(store: botmemory.Store,
         GATE.clear()
     assert await memory.get_conversation_variable("c1", "turns") == 12
     assert texts(await runtime.converse("racy", user_id="u1", text="three", conversation_id="c1")) == ["turn 13"]
+
+
+async def test_write_batch_writes_all_or_nothing_and_releases_with_the_writes(store: botmemory.Store) -> None:
+    """The ``TurnBatching`` primitives behave alike on every backend."""
+    from botmemory.backends.base import KEEP, BatchWrite
+
+    backend = store.backend
+    assert isinstance(backend, TurnBatching)
+    now = 1_000.0
+    await backend.put("b", "live", b"1", 2_000.0, now, None)
+    await backend.put("__rt/p", "row", b"2", None, now, None)
+    await backend.put("b", "stale", b"3", 1_001.0, now, None)
+    now = 1_500.0
+    found = await backend.read_many([("b", "live"), ("__rt/p", "row"), ("b", "stale"), ("b", "missing")], now)
+    assert sorted((ns, row.key, row.value, row.version) for ns, row in found) == [
+        ("__rt/p", "row", b"2", 1), ("b", "live", b"1", 1)
+    ]
+    assert await backend.acquire_lock("lease", "me", 60, now) is not None
+    # one key not at its expected version: nothing is written, the lease stays held
+    assert not await backend.write_batch(
+        [BatchWrite("b", "live", b"x", KEEP, 2, 1), BatchWrite("b", "missing", b"x", None, 2, 1)], now, ("lease", "me")
+    )
+    assert (await backend.get("b", "live", now)).value == b"1"  # type: ignore[union-attr]
+    assert await backend.acquire_lock("lease", "other", 60, now) is None
+    # all at their versions (an expired row counts as missing): written, with the lease released
+    assert await backend.write_batch(
+        [
+            BatchWrite("b", "live", b"11", KEEP, 3, 1),
+            BatchWrite("b", "stale", b"33", KEEP, 1, 0),
+            BatchWrite("__rt/p", "new", b"4", 9_000.0, 1, 0),
+        ],
+        now,
+        ("lease", "me"),
+    )
+    live = await backend.get("b", "live", now)
+    assert live is not None
+    assert (live.value, live.version, live.expires_at, live.modified_at) == (b"11", 3, 2_000.0, now)
+    stale = await backend.get("b", "stale", now)
+    assert stale is not None and (stale.value, stale.version, stale.expires_at) == (b"33", 1, None)
+    new = await backend.get("__rt/p", "new", now)
+    assert new is not None and (new.version, new.expires_at) == (1, 9_000.0)
+    assert await backend.acquire_lock("lease", "other", 60, now) is not None
+    # a release by someone who no longer holds the lease leaves the new holder's alone
+    assert await backend.write_batch([BatchWrite("b", "live", b"12", None, 4, 3)], now, ("lease", "me"))
+    assert await backend.acquire_lock("lease", "third", 60, now) is None
