@@ -6,7 +6,13 @@ A turn (``converse``) of one conversation:
    else a new uuid4 hex id); a conversation belongs to the user who started
    it, so a conversation id of another user's conversation raises
    ``ConversationNotFoundError`` (see ``sessions.SessionStore.claim``);
-   take its lease (``sessions.ConversationLease``);
+   take its lease (``sessions.ConversationLease``). On a backend with the
+   ``TurnBatching`` capability (all built-in ones) the turn then reads its
+   owner record, session and conversation variables in one call (the owner
+   of a given conversation id is checked there, under the lease), and its
+   writes of those rows are written together, with the lease's release,
+   when the turn ends (``turnbatch``): 4 backend calls for a steady-state
+   turn, besides what the bot's own hooks and custom actions do;
 2. ``before_incoming`` hooks; read the session; a timed-out session is
    ended first (variables discarded, ``after_conversation_end``);
    ``after_incoming`` hooks;
@@ -17,7 +23,9 @@ A turn (``converse``) of one conversation:
    its ``on_enter`` and, when the node has no ``on_receive``, its ``next``
    right away; ``END`` ends the session; no transition: wait at the node;
 5. save the session (compare-and-set, expiry = now + ``session_timeout``)
-   or end it; ``before_outgoing`` hooks on every reply; release the lease.
+   or end it; ``before_outgoing`` hooks on every reply; release the lease
+   (with the batched writes; then the erasure guard of the turn's writes,
+   checked once).
 
 A failure inside steps 2–5 (template, action, backend, a step limit against
 transition loops) answers the bot's ``error_message``, is logged with bot,
