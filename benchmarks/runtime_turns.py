@@ -145,74 +145,102 @@ def _targets(config: Config) -> list[tuple[str, str, str, Opener]]:
     ],
 )
 async def runtime_turns(config: Config, log: Log) -> list[Row]:
-    """Turns/s of the example bot on every botmemory async row, batched and before batching."""
+    """Turns/s of the example bot on every botmemory async row, before batching and after, side by side."""
     users = max(4, min(config.ops, 2_000) // len(SCRIPT))
     rows: list[Row] = []
     for target_id, label, family, opener in _targets(config):
-        for batched in (False, True):
-            row_id = target_id if batched else f"{target_id}-unbatched"
-            row_label = label if batched else f"{label}, before batching"
-            try:
-                row = await _measure(opener, users, batched, log, row_label)
-            except botmemory.StoreError as exc:
-                rows.append(Row("runtime", row_id, row_label, family, None, skipped=str(exc)))
-                continue
-            rows.append(Row("runtime", row_id, row_label, family, None, row))
+        ids = (f"{target_id}-unbatched", target_id)
+        labels = (f"{label}, before batching", label)
+        try:
+            measured = await _measure(opener, users)
+        except botmemory.StoreError as exc:
+            rows += [Row("runtime", i, lab, family, None, skipped=str(exc)) for i, lab in zip(ids, labels, strict=True)]
+            continue
+        for row_id, row_label, metrics in zip(ids, labels, measured, strict=True):
+            log(
+                f"  {row_label}: {metrics['turns']:,.0f} turns/s, {metrics['store_calls']} store calls/turn, "
+                f"{metrics['store_share']}% of the turn in the store; steady-state echo: "
+                f"{metrics['echo_turns']:,.0f} turns/s, {metrics['echo_calls']} store calls/turn (1: the hook's)"
+            )
+            rows.append(Row("runtime", row_id, row_label, family, None, metrics))
     return rows
 
 
-async def _measure(opener: Opener, users: int, batched: bool, log: Log, label: str) -> dict[str, float]:
+class _Side:
+    """One of the two runtimes measured side by side."""
+
+    def __init__(self, runtime: Runtime, bot_id: str) -> None:
+        self.runtime = runtime
+        self.bot_id = bot_id
+        self.times: list[int] = []
+        self.echo_times: list[int] = []
+        self.echo_calls = 0
+        self.before: dict[str, float] = {}
+        self.after: dict[str, float] = {}
+
+    async def turn(self, user: str, text: str, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        return await self.runtime.converse(self.bot_id, user_id=user, text=text, conversation_id=conversation_id)
+
+    def metrics(self) -> dict[str, float]:
+        turns = self.after["turns"] - self.before["turns"]
+        turn_seconds = self.after["turn_seconds"] - self.before["turn_seconds"]
+        store_seconds = self.after["store_seconds"] - self.before["store_seconds"]
+        return {
+            "turns": len(self.times) / (sum(self.times) / 1e9),
+            "p50": statistics.median(self.times) / 1000,
+            "p99": percentile(self.times, 99),
+            "store_calls": round((self.after["store_calls"] - self.before["store_calls"]) / turns, 1),
+            "store_share": round(100 * store_seconds / turn_seconds, 1),
+            "echo_turns": len(self.echo_times) / (sum(self.echo_times) / 1e9),
+            "echo_calls": round(self.echo_calls / len(self.echo_times), 2),
+        }
+
+
+async def _measure(opener: Opener, users: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(before batching, as shipped): two stores of the backend, their turns interleaved so load falls on both."""
     with tempfile.TemporaryDirectory(prefix="bm-runtime-") as tmp:
         bot_id = f"bench-{uuid.uuid4().hex[:10]}"
         bots = _copy_example(Path(tmp), bot_id)
-        store, drop = await opener(Path(tmp))
+        opened: list[tuple[botmemory.Store, Callable[[], Awaitable[None]]]] = []
         try:
-            if not batched:
-                store.backend = _Unbatched(store.backend)  # type: ignore[assignment]
-            runtime = await Runtime.open(store, bots)
-            # warm-up: one whole conversation, not timed
-            for text in SCRIPT:
-                await runtime.converse(bot_id, user_id="warmup", text=text)
-            before = runtime.metrics.as_dict()
-            times: list[int] = []
-            for user in range(users):
+            for name in ("before", "after"):
+                (Path(tmp) / name).mkdir()
+                opened.append(await opener(Path(tmp) / name))
+            store_before, store_after = opened[0][0], opened[1][0]
+            store_before.backend = _Unbatched(store_before.backend)  # type: ignore[assignment]
+            sides = [_Side(await Runtime.open(store, bots), bot_id) for store in (store_before, store_after)]
+            for side in sides:  # warm-up: one whole conversation, not timed
                 for text in SCRIPT:
-                    start = perf_counter_ns()
-                    await runtime.converse(bot_id, user_id=f"user-{user}", text=text)
-                    times.append(perf_counter_ns() - start)
-            after = runtime.metrics.as_dict()
+                    await side.turn("warmup", text)
+                side.before = side.runtime.metrics.as_dict()
+            for user in range(users):
+                for side in sides if user % 2 else sides[::-1]:
+                    for text in SCRIPT:
+                        start = perf_counter_ns()
+                        await side.turn(f"user-{user}", text)
+                        side.times.append(perf_counter_ns() - start)
+            for side in sides:
+                side.after = side.runtime.metrics.as_dict()
             # steady state: echo turns of conversations under way
-            echo_times: list[int] = []
-            echo_calls = 0
             for user in range(max(2, users // 4)):
-                first = await runtime.converse(bot_id, user_id=f"echo-{user}", text="hi")
-                cid = first[0]["conversation_id"]
-                await runtime.converse(bot_id, user_id=f"echo-{user}", text="Ada", conversation_id=cid)
-                await runtime.converse(bot_id, user_id=f"echo-{user}", text="echo 0", conversation_id=cid)
+                cids = []
+                for side in sides:
+                    first = await side.turn(f"echo-{user}", "hi")
+                    cid = first[0]["conversation_id"]
+                    await side.turn(f"echo-{user}", "Ada", cid)
+                    await side.turn(f"echo-{user}", "echo 0", cid)
+                    cids.append(cid)
+                pairs = list(zip(sides, cids, strict=True))
                 for i in range(1, ECHOES + 1):
-                    start = perf_counter_ns()
-                    await runtime.converse(bot_id, user_id=f"echo-{user}", text=f"echo {i}", conversation_id=cid)
-                    echo_times.append(perf_counter_ns() - start)
-                    echo_calls += runtime.last_turn.store_calls
-            await _cleanup(store, bot_id)
+                    for side, cid in pairs if i % 2 else pairs[::-1]:
+                        start = perf_counter_ns()
+                        await side.turn(f"echo-{user}", f"echo {i}", cid)
+                        side.echo_times.append(perf_counter_ns() - start)
+                        side.echo_calls += side.runtime.last_turn.store_calls
+            for store, _ in opened:
+                await _cleanup(store, bot_id)
         finally:
-            await store.close()
-            await drop()
-    turns = after["turns"] - before["turns"]
-    turn_seconds = after["turn_seconds"] - before["turn_seconds"]
-    store_seconds = after["store_seconds"] - before["store_seconds"]
-    metrics = {
-        "turns": len(times) / (sum(times) / 1e9),
-        "p50": statistics.median(times) / 1000,
-        "p99": percentile(times, 99),
-        "store_calls": round((after["store_calls"] - before["store_calls"]) / turns, 1),
-        "store_share": round(100 * store_seconds / turn_seconds, 1),
-        "echo_turns": len(echo_times) / (sum(echo_times) / 1e9),
-        "echo_calls": round(echo_calls / len(echo_times), 2),
-    }
-    log(
-        f"  {label}: {metrics['turns']:,.0f} turns/s, {metrics['store_calls']} store calls/turn, "
-        f"{metrics['store_share']}% of the turn in the store ({turns} turns); steady-state echo: "
-        f"{metrics['echo_turns']:,.0f} turns/s, {metrics['echo_calls']} store calls/turn (1: the hook's)"
-    )
-    return metrics
+            for store, drop in opened:
+                await store.close()
+                await drop()
+    return sides[0].metrics(), sides[1].metrics()
