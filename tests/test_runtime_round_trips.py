@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import botmemory
 from botmemory import Runtime
 from botmemory.backends.base import TurnBatching
@@ -222,3 +224,23 @@ async def test_write_batch_writes_all_or_nothing_and_releases_with_the_writes(st
     # a release by someone who no longer holds the lease leaves the new holder's alone
     assert await backend.write_batch([BatchWrite("b", "live", b"12", None, 4, 3)], now, ("lease", "me"))
     assert await backend.acquire_lock("lease", "third", 60, now) is None
+
+
+async def test_a_cancelled_turn_keeps_its_writes_and_frees_the_lease(store: botmemory.Store, tmp_path: Path) -> None:
+    write_bot(tmp_path, "racy", flows={"main": RACE_FLOW}, actions={"pause": RACE_ACTION})
+    runtime = await Runtime.open(store, tmp_path, lock_wait=5)
+    await runtime.converse("racy", user_id="u1", text="hi", conversation_id="c1")
+    await runtime.converse("racy", user_id="u1", text="one", conversation_id="c1")
+    GATE.update(reached=asyncio.Event(), go=asyncio.Event())
+    try:
+        turn = asyncio.create_task(runtime.converse("racy", user_id="u1", text="two", conversation_id="c1"))
+        await GATE["reached"].wait()
+        turn.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await turn
+    finally:
+        GATE.clear()
+    memory = store.bot("racy").memory
+    assert await memory.get_conversation_variable("c1", "turns") == 2  # made before the cancellation: kept
+    assert await memory.get_conversation_variable("c1", "note") == "CANARY two"
+    assert texts(await runtime.converse("racy", user_id="u1", text="three", conversation_id="c1")) == ["turn 3"]
