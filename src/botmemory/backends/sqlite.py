@@ -100,6 +100,7 @@ _PUT = (
 )
 _SELECT_ROW = "SELECT key, value, version, expires_at, modified_at FROM kv WHERE ns = ? AND key = ?"
 _SELECT_VERSION = "SELECT version, expires_at FROM kv WHERE ns = ? AND key = ?"
+_COLUMNS = "key, value, version, expires_at, modified_at"
 _CHUNK = 500
 
 
@@ -642,25 +643,26 @@ class SQLiteBackend(Backend):
         return await self._read(q) if keys else []
 
     async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
-        pairs = list(dict.fromkeys(keys))
+        by_ns: dict[str, list[str]] = {}
+        for ns, key in dict.fromkeys(keys):
+            by_ns.setdefault(ns, []).append(key)
+        # One primary-key search per key, a SELECT per namespace joined by UNION ALL
+        # (a row value "(ns, key) IN (VALUES …)" would make SQLite scan the whole table).
+        parts: list[tuple[str, list[Any]]] = []
+        for ns, names in by_ns.items():
+            for chunk, marks in _chunks(names):
+                sql = f"SELECT ns, {_COLUMNS} FROM kv WHERE ns = ? AND key IN ({marks}) AND {_LIVE}"
+                parts.append((sql, [ns, *chunk, now]))
 
         def q(conn: sqlite3.Connection) -> list[tuple[str, Row]]:
             out: list[tuple[str, Row]] = []
-            for i in range(0, len(pairs), _CHUNK // 2):
-                chunk = pairs[i : i + _CHUNK // 2]
-                marks = ",".join("(?,?)" for _ in chunk)
-                params = [part for pair in chunk for part in pair]
-                out.extend(
-                    (r[0], _row(r[1:]))
-                    for r in conn.execute(
-                        "SELECT ns, key, value, version, expires_at, modified_at FROM kv "
-                        f"WHERE (ns, key) IN (VALUES {marks}) AND {_LIVE}",
-                        (*params, now),
-                    )
-                )
+            for i in range(0, len(parts), 8):
+                group = parts[i : i + 8]
+                sql = " UNION ALL ".join(part for part, _ in group)
+                out.extend((r[0], _row(r[1:])) for r in conn.execute(sql, [v for _, ps in group for v in ps]))
             return out
 
-        return await self._read(q) if pairs else []
+        return await self._read(q) if parts else []
 
     async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
         sql, params = _range(ns, prefix, after)
