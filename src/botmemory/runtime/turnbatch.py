@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
@@ -129,7 +129,8 @@ class TurnBackend:
         self._inner = inner
         self._clock = clock
         self.batching = isinstance(inner, TurnBatching)
-        self._wrapped: dict[str, Callable[..., Any]] = {}
+        # the inner methods of the hot path, looked up once (inner may be a proxy with __getattr__)
+        self._get, self._get_many, self._mutate, self._put = inner.get, inner.get_many, inner.mutate, inner.put
 
     @property
     def inner(self) -> Any:
@@ -219,19 +220,19 @@ class TurnBackend:
         batch = self._batch()
         if batch is not None and (ns, key) in batch.rows:
             return _live(batch.rows[(ns, key)], now)
-        row: Row | None = await self._inner.get(ns, key, now)
+        row: Row | None = await self._get(ns, key, now)
         return row
 
     async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
         batch = self._batch()
         if batch is None:
-            rows: list[Row] = await self._inner.get_many(ns, keys, now)
+            rows: list[Row] = await self._get_many(ns, keys, now)
             return rows
         here = [k for k in keys if (ns, k) in batch.rows]
         rest = [k for k in keys if (ns, k) not in batch.rows]
         out = [row for k in here if (row := _live(batch.rows[(ns, k)], now)) is not None]
         if rest:  # rows not read ahead: the turn has no buffered write to them
-            out += await self._inner.get_many(ns, rest, now)
+            out += await self._get_many(ns, rest, now)
         return out
 
     async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
@@ -241,7 +242,7 @@ class TurnBackend:
             if done:
                 return version
             await self._flush_before(batch)
-        result: int | None = await self._inner.mutate(ns, key, fn, now, max_keys)
+        result: int | None = await self._mutate(ns, key, fn, now, max_keys)
         return result
 
     async def put(
@@ -255,7 +256,7 @@ class TurnBackend:
                 assert version is not None
                 return version
             await self._flush_before(batch)
-        result: int = await self._inner.put(ns, key, value, expires_at, now, max_keys)
+        result: int = await self._put(ns, key, value, expires_at, now, max_keys)
         return result
 
     async def _flush_before(self, batch: TurnBatch) -> None:
@@ -269,11 +270,11 @@ class TurnBackend:
                 batch.checks.open = True
 
     def __getattr__(self, name: str) -> Any:
+        # Called once per name: the result is kept as an instance attribute.
         attr = getattr(self._inner, name)
         if name in _NEUTRAL or not inspect.iscoroutinefunction(attr):
-            return attr
-        wrapped = self._wrapped.get(name)
-        if wrapped is None:
+            wrapped = attr
+        else:
 
             async def call(*args: Any, **kwargs: Any) -> Any:
                 batch = self._batch()
@@ -288,7 +289,8 @@ class TurnBackend:
                         for ident in [i for i in batch.rows if ns is None or i[0] == ns]:
                             del batch.rows[ident]
 
-            wrapped = self._wrapped[name] = call
+            wrapped = call
+        self.__dict__[name] = wrapped
         return wrapped
 
 
