@@ -62,7 +62,8 @@ async def test_a_steady_state_echo_turn_makes_at_most_4_backend_calls(store: bot
     bots = [(name, args) for name, args, task in counting.calls if task is not turn]
     assert bots == [("mutate", ("example", "storage/users/u1/stats/messages"))]
     assert len(own) <= 4, own
-    assert [name for name, _ in own] == ["acquire_lock", "read_many", "write_batch", "get_many"]
+    # the lease taken with the turn's reads, its writes with the release, the erasure guard once
+    assert [name for name, _ in own] == ["acquire_and_read", "write_batch", "get_many"]
     # the turn's writes landed, and the lease is free again
     memory = store.bot("example").memory
     assert await memory.get_conversation_variable(cid, "turns") == 3
@@ -71,7 +72,7 @@ async def test_a_steady_state_echo_turn_makes_at_most_4_backend_calls(store: bot
     assert "message 4" in texts(again)[0]
 
 
-async def test_the_current_conversation_costs_one_read_more(store: botmemory.Store) -> None:
+async def test_the_current_conversation_costs_one_read_more_and_stays_within_4(store: botmemory.Store) -> None:
     runtime, counting = await _example_runtime(store)
     for text in ("hi", "Ada", "echo 1", "echo 2"):
         await runtime.converse("example", user_id="u1", text=text)
@@ -79,7 +80,7 @@ async def test_the_current_conversation_costs_one_read_more(store: botmemory.Sto
     assert "echo 3" in texts(await runtime.converse("example", user_id="u1", text="echo 3"))[0]
     turn = asyncio.current_task()
     own = [name for name, _, task in counting.calls if task is turn]
-    assert own == ["get", "acquire_lock", "read_many", "write_batch", "get_many"]
+    assert own == ["get", "acquire_and_read", "write_batch", "get_many"]
 
 
 RACE_FLOW = """\
@@ -196,7 +197,9 @@ async def test_write_batch_writes_all_or_nothing_and_releases_with_the_writes(st
     assert sorted((ns, row.key, row.value, row.version) for ns, row in found) == [
         ("__rt/p", "row", b"2", 1), ("b", "live", b"1", 1)
     ]
-    assert await backend.acquire_lock("lease", "me", 60, now) is not None
+    lease, rows = await backend.acquire_and_read("lease", "me", 60, [("b", "live"), ("b", "missing")], now)
+    assert lease is not None and [(ns, row.key) for ns, row in rows] == [("b", "live")]
+    assert await backend.acquire_and_read("lease", "other", 60, [("b", "live")], now) == (None, [])
     # one key not at its expected version: nothing is written, the lease stays held
     assert not await backend.write_batch(
         [BatchWrite("b", "live", b"x", KEEP, 2, 1), BatchWrite("b", "missing", b"x", None, 2, 1)], now, ("lease", "me")

@@ -149,6 +149,16 @@ class TurnBatching(Protocol):
     async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
         """Live rows among ``(namespace, key)`` pairs, as ``(namespace, row)`` (any order)."""
 
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        """``acquire_lock`` and, when granted, ``read_many`` right after it, in one round trip.
+
+        The rows are read after the lock is taken, so they include every
+        write its previous holder made before releasing it. Not granted:
+        ``(None, [])``.
+        """
+
     async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
         """All of ``writes`` (distinct keys) atomically, or none if a key is not at its ``expected`` version.
 

@@ -110,6 +110,13 @@ class MemoryBackend(Backend):
                 out.append((ns, row))
         return out
 
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        with self._lock:  # neither call suspends: one atomic step
+            lease = await self.acquire_lock(name, owner, ttl, now)
+            return (None, []) if lease is None else (lease, await self.read_many(keys, now))
+
     async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
         with self._lock:
             space = self._spaces.get(ns)

@@ -534,6 +534,30 @@ class PostgresBackend(Backend):
         rows = await self._fetchall("read_many", self._sql.read_many, params, read=True)
         return [(r[0], _row(r[1:])) for r in rows]
 
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        pairs = list(dict.fromkeys(keys))
+        exp = now + ttl
+        lock = {"name": name, "owner": owner, "now": now, "exp": exp}
+        read = {"nss": [ns for ns, _ in pairs], "keys": [k for _, k in pairs], "now": now}
+
+        async def q(conn: AsyncConnection[Any]) -> tuple[Any, list[Any]]:
+            # Two statements sent together (one round trip): the read is a statement of its
+            # own, so its snapshot is taken after the lock was granted and sees every write
+            # the previous holder committed with its release.
+            async with conn.pipeline():
+                granted = await conn.execute(self._sql.acquire, lock)
+                rows = await conn.execute(self._sql.read_many, read)
+                token = await granted.fetchone()
+                found = await rows.fetchall()
+            return token, found
+
+        token, found = await self._run("acquire_and_read", q)
+        if token is None:
+            return None, []
+        return LockLease(name, owner, int(token[0]), exp), [(r[0], _row(r[1:])) for r in found]
+
     async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
         sql, params = _range(self._sql.scan, prefix, after)
         params.update(ns=ns, now=now, limit=limit)

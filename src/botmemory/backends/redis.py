@@ -502,7 +502,37 @@ return 1
 """
 )
 
+# KEYS: lock, fence, then entries. ARGV: as _ACQUIRE. Returns {token, entries as
+# _GET_MANY packs them}, token 0 (and no entries) when another owner holds the lock.
+_ACQUIRE_AND_READ = (
+    _LIB
+    + """
+local now = tonumber(ARGV[2])
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'x')
+local token
+if cur[1] and tonumber(cur[3]) > now then
+  if cur[1] ~= ARGV[1] then return {0} end
+  token = cur[2]
+else
+  token = fmt(redis.call('INCR', KEYS[2]))
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'x', ARGV[3])
+native(KEYS[1], ARGV[3], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local out = {tonumber(token)}
+for i = 3, #KEYS do
+  local h = redis.call('HMGET', KEYS[i], 'v', 'ver', 'x', 'm')
+  if h[1] and h[2] and h[4] then
+    out[i - 1] = h[2] .. '\0' .. (h[3] or '') .. '\0' .. h[4] .. '\0' .. h[1]
+  else
+    out[i - 1] = false
+  end
+end
+return out
+"""
+)
+
 _SCRIPTS: Final = {
+    "acquire_and_read": _ACQUIRE_AND_READ,
     "write_batch": _WRITE_BATCH,
     "get_many": _GET_MANY,
     "put": _PUT,
@@ -658,12 +688,32 @@ class RedisBackend(Backend):
                 rows.append(Row(key, value, int(ver), expires_at, float(m)))
         return rows
 
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        pairs = list(dict.fromkeys(keys))
+        if len(pairs) > _BATCH:  # bounded scripts: the lock, then the reads in pages
+            lease = await self.acquire_lock(name, owner, ttl, now)
+            return (None, []) if lease is None else (lease, await self.read_many(pairs, now))
+        real, grace = self._real()
+        exp = now + ttl
+        keys_ = [f"{self.prefix}l:{name}", self._fence, *(self._ekey(ns, key) for ns, key in pairs)]
+        found = await self._script("acquire_and_read", keys_, [owner, _f(now), _f(exp), real, grace])
+        token = int(found[0])
+        if not token:
+            return None, []
+        return LockLease(name, owner, token, exp), self._unpack(pairs, found[1:], now)
+
     async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
         pairs = list(dict.fromkeys(keys))
         found: list[Any] = []
         for i in range(0, len(pairs), _BATCH):  # bounded scripts: Redis serves no one else while one runs
             entries = [self._ekey(ns, key) for ns, key in pairs[i : i + _BATCH]]
             found += await self._script("get_many", entries, [], read=True)
+        return self._unpack(pairs, found, now)
+
+    @staticmethod
+    def _unpack(pairs: Sequence[tuple[str, str]], found: Sequence[Any], now: float) -> list[tuple[str, Row]]:
         out = []
         for (ns, key), packed in zip(pairs, found, strict=True):
             if packed is None:

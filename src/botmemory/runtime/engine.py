@@ -7,11 +7,12 @@ A turn (``converse``) of one conversation:
    it, so a conversation id of another user's conversation raises
    ``ConversationNotFoundError`` (see ``sessions.SessionStore.claim``);
    take its lease (``sessions.ConversationLease``). On a backend with the
-   ``TurnBatching`` capability (all built-in ones) the turn then reads its
-   owner record, session and conversation variables in one call (the owner
-   of a given conversation id is checked there, under the lease), and its
+   ``TurnBatching`` capability (all built-in ones) the call that takes the
+   lease also reads the turn's owner record, session and conversation
+   variables (the owner of a given conversation id is checked there, under
+   the lease), and its
    writes of those rows are written together, with the lease's release,
-   when the turn ends (``turnbatch``): 4 backend calls for a steady-state
+   when the turn ends (``turnbatch``): 3 backend calls for a steady-state
    turn, besides what the bot's own hooks and custom actions do;
 2. ``before_incoming`` hooks; read the session; a timed-out session is
    ended first (variables discarded, ``after_conversation_end``);
@@ -288,10 +289,11 @@ class Runtime:
             lease = ConversationLease(
                 self._store, loaded.id, conversation_id, ttl=loaded.turn_timeout + _LEASE_MARGIN, wait=self.lock_wait
             )
-            await lease.acquire()
+            keys = self._read_ahead(loaded, conversation_id) if self._turns.batching else []
+            rows = await lease.acquire(read=keys)
             batch, tokens = self._turns.begin()
             try:
-                await self._turns.read_ahead(batch, self._read_ahead(loaded, conversation_id))
+                self._turns.load(batch, keys, rows)
                 if check_owner:
                     await self._own(loaded, user_id, conversation_id)
                 replies = await self._bounded_turn(loaded, user_id, text, conversation_id, stats)

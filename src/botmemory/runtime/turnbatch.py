@@ -44,7 +44,7 @@ __all__ = ["TurnBackend", "TurnBatch", "current_batch"]
 
 logger = logging.getLogger("botmemory.runtime")
 
-#: rows read ahead per turn at most (variable names mentioned in the bot's flows)
+#: conversation variables read ahead per turn at most (names mentioned in the bot's flows)
 MAX_READ_AHEAD: Final = 64
 
 #: Backend methods that change rows: after one, the copies of its namespace are dropped.
@@ -152,13 +152,11 @@ class TurnBackend:
         checks = batch.checks if self.batching else None
         return batch, (current_batch.set(batch), deferred_erasure_checks.set(checks))
 
-    async def read_ahead(self, batch: TurnBatch, keys: Sequence[tuple[str, str]]) -> None:
-        """Read ``keys`` in one round trip into the batch (no-op without the capability)."""
-        if not self.batching or not keys:
-            return
-        wanted = list(dict.fromkeys(keys))[: MAX_READ_AHEAD + 8]
-        found = {(ns, row.key): row for ns, row in await self._inner.read_many(wanted, self._clock.now())}
-        for ident in wanted:
+    @staticmethod
+    def load(batch: TurnBatch, keys: Sequence[tuple[str, str]], rows: Sequence[tuple[str, Row]]) -> None:
+        """Keep ``rows``, read for ``keys`` (missing ones as None), as the turn's copies."""
+        found = {(ns, row.key): row for ns, row in rows}
+        for ident in keys:
             batch.rows.setdefault(ident, found.get(ident))
 
     async def end(self, batch: TurnBatch, tokens: Any, release: tuple[str, str] | None) -> None:
