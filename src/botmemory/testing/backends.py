@@ -76,16 +76,15 @@ async def open_test_store(
     try:
         yield store
     finally:
-        drop = getattr(store.backend, "drop_everything", None)
         try:
-            if name in ("postgres", "redis") and drop is not None:
+            if name in ("postgres", "redis"):  # servers outlive the test: drop its schema or keys (DropAll)
                 try:
-                    await drop()
+                    await store.drop_everything()
                 except StoreUnavailableError:
                     # the test closed the store itself: drop through a new connection
                     again = await open(POSTGRES_URL if name == "postgres" else REDIS_URL, **options)
                     try:
-                        await again.backend.drop_everything()  # type: ignore[attr-defined]
+                        await again.drop_everything()
                     finally:
                         await again.close()
         finally:

@@ -1841,17 +1841,15 @@ class BackendContract:
     purge_expired by namespace and with kept prefixes, restore, and locks."""
 
     async def test_count_and_namespaces(self, store: Store, clock: FakeClock) -> None:
-        backend = store.backend
         await store.bot("b1").kvs.set_many({"a": 1, "b": 2})
         await store.bot("b1").kvs.set("gone", 1, expiry="1s")
         await store.bot("b2").kvs.set("a", 1)
         await store.global_kvs.set("g", 1)
         clock.advance(1)
-        now = clock.now()
-        assert await backend.count("b1", now) == 2
-        assert await backend.count("b2", now) == 1
-        assert await backend.count("nobody", now) == 0
-        names = await backend.namespaces()
+        assert await store.kvs("b1").count() == 2
+        assert await store.kvs("b2").count() == 1
+        assert await store.kvs("nobody").count() == 0
+        names = await store.namespaces()
         assert names == sorted(names)
         assert {"b1", "b2", store.global_kvs.namespace} <= set(names)
         assert await store.bots() == ["b1", "b2"]
@@ -1863,18 +1861,17 @@ class BackendContract:
         await kvs.set("q/e", 0, expiry=1)
         await kvs.set("p/live", 0, expiry="1h")
         clock.advance(3)
-        rows = await store.backend.scan_expired("b1", "p/", clock.now(), 10)
+        rows = await kvs.expired_rows("p/", 10)
         assert [r.key for r in rows] == ["p/e1", "p/e2", "p/e3"]
         assert [r.version for r in rows] == [1, 1, 1]
         assert [r.value for r in rows] == [b"1", b"2", b"3"]
-        assert [r.key for r in await store.backend.scan_expired("b1", "p/", clock.now(), 2)] == ["p/e1", "p/e2"]
-        everything = [r.key for r in await store.backend.scan_expired("b1", "", clock.now(), 10)]
+        assert [r.key for r in await kvs.expired_rows("p/", 2)] == ["p/e1", "p/e2"]
+        everything = [r.key for r in await kvs.expired_rows("", 10)]
         assert sorted(everything[:2]) == ["p/e1", "q/e"]  # same deadline: either order
         assert everything[2:] == ["p/e2", "p/e3"]
         assert await store.purge_expired() == 4
 
     async def test_purge_expired_by_namespace_and_kept_prefixes(self, store: Store, clock: FakeClock) -> None:
-        backend = store.backend
         memory = store.bot("b2").memory
         await store.bot("b1").kvs.set_many({"x": 1, "y": 2}, expiry=1)
         await memory.set_user_variable("held", "n", 1, expiry=2)
@@ -1882,19 +1879,20 @@ class BackendContract:
         await store.private_kvs("__rt/contract").set("s", 1, expiry=1)
         clock.advance(2)
         now = clock.now()
-        purged = await backend.purge_expired(now, 100, ns="b1")
+        purged = await store.purge_expired_rows(100, "b1")
         assert sorted((p.namespace, p.key) for p in purged) == [("b1", "x"), ("b1", "y")]
         assert all(p.expires_at == pytest.approx(now - 1, abs=1e-3) for p in purged)
         held = memory.user("held").prefix
-        purged = await backend.purge_expired(now, 100, keep=[("b2", held)])
+        purged = await store.purge_expired_rows(100, keep=[("b2", held)])
         assert [(p.namespace, p.key) for p in purged] == [("b2", memory.user("free").key("n"))]
         # kept prefixes and private namespaces stay, however often the janitor runs
-        assert await backend.purge_expired(now, 100, keep=[("b2", held)]) == []
+        assert await store.purge_expired_rows(100, keep=[("b2", held)]) == []
         clock.set(now - 2)  # what was kept is still stored
         assert await memory.get_user_variable("held", "n") == 1
         assert await memory.get_user_variable("free", "n") is None
         assert await store.private_kvs("__rt/contract").get("s") == 1
-        purged = await backend.purge_expired(now, 100, ns="__rt/contract")
+        clock.set(now)
+        purged = await store.purge_expired_rows(100, "__rt/contract")
         assert [(p.namespace, p.key) for p in purged] == [("__rt/contract", "s")]
 
     async def test_restore_writes_rows_exactly(self, store: Store, clock: FakeClock) -> None:
@@ -1906,7 +1904,7 @@ class BackendContract:
             Row("a", b'{"b":1,"a":2}', 7, clock.now() + 60, clock.now() - 100),
             Row("new", b"null", 3, None, clock.now() - 5),
         ]
-        await store.backend.restore("b1", rows)
+        await store.restore("b1", rows)
         a = await kvs.get_entry("a")
         new = await kvs.get_entry("new")
         assert a is not None and new is not None
@@ -1920,7 +1918,6 @@ class BackendContract:
     async def test_replace_namespaces_swaps_everything_at_once(self, store: Store, clock: FakeClock) -> None:
         from ..backends.base import Row
 
-        backend = store.backend
         target, staging, marker = "b1", "__rt/load/contract/b1", "__rt/load/contract"
         await store.bot("b1").kvs.set_many({"old": 1, "kept-out": 2})
         await store.bot("b1").kvs.set("old-expiring", 1, expiry="1h")
@@ -1932,45 +1929,49 @@ class BackendContract:
             Row("b", b"2", 1, None, now - 5),
             Row("gone", b"3", 2, now - 1, now - 50),  # expired already: moved too, read as absent
         ]
-        await backend.restore(staging, rows)
-        await backend.replace_namespaces({target: staging, marker: None})
+        await store.restore(staging, rows)
+        await store.replace_namespaces({target: staging, marker: None})
         kvs = store.bot("b1").kvs
         assert [k async for k in kvs.keys()] == ["a", "b"]
         a = await kvs.get_entry("a")
         assert a is not None and a.version == 5 and a.modified_at == now - 100
         assert a.expires_at == pytest.approx(now + 60)
         assert_same(a.value, {"z": 1, "a": 2})
-        assert await backend.count(staging, now) == 0 and await backend.count(marker, now) == 0
-        assert staging not in await backend.namespaces() and marker not in await backend.namespaces()
+        assert await store.kvs(staging).count() == 0 and await store.kvs(marker).count() == 0
+        assert staging not in await store.namespaces() and marker not in await store.namespaces()
         assert await store.bot("b2").kvs.get("other") == 1  # untouched
         assert await kvs.set("a", 0) == 6  # versions go on from the restored ones
         clock.advance(61)  # the moved expiries are honoured, and purged as the target's
-        purged = await backend.purge_expired(clock.now(), 100)
+        purged = await store.purge_expired_rows(100)
         assert sorted((p.namespace, p.key) for p in purged) == [("b1", "gone")]
         # a target with no source is emptied; a namespace used twice is refused
-        await backend.replace_namespaces({"b2": None})
-        assert await backend.count("b2", clock.now()) == 0 and "b2" not in await backend.namespaces()
+        await store.replace_namespaces({"b2": None})
+        assert await store.kvs("b2").count() == 0 and "b2" not in await store.namespaces()
         with pytest.raises(InvalidInputError):
-            await backend.replace_namespaces({"b1": "x", "x": None})
+            await store.replace_namespaces({"b1": "x", "x": None})
 
     async def test_locks(self, store: Store, clock: FakeClock) -> None:
-        backend = store.backend
         now = clock.now()
-        first = await backend.acquire_lock("janitor", "a", 10, now)
+
+        async def acquire(owner: str, at: float, name: str = "janitor") -> Any:
+            clock.set(at)
+            return await store.acquire_lock(name, owner, 10)
+
+        first = await acquire("a", now)
         assert first is not None and (first.name, first.owner) == ("janitor", "a")
         assert first.expires_at == pytest.approx(now + 10)
-        assert await backend.acquire_lock("janitor", "b", 10, now + 1) is None
-        renewed = await backend.acquire_lock("janitor", "a", 10, now + 5)
+        assert await acquire("b", now + 1) is None
+        renewed = await acquire("a", now + 5)
         assert renewed is not None and renewed.token == first.token
         assert renewed.expires_at == pytest.approx(now + 15)
-        assert await backend.acquire_lock("janitor", "b", 10, now + 14) is None
-        assert await backend.release_lock("janitor", "b") is False
-        assert await backend.release_lock("janitor", "a") is True
-        assert await backend.release_lock("janitor", "a") is False
-        second = await backend.acquire_lock("janitor", "b", 10, now + 14)
+        assert await acquire("b", now + 14) is None
+        assert await store.release_lock("janitor", "b") is False
+        assert await store.release_lock("janitor", "a") is True
+        assert await store.release_lock("janitor", "a") is False
+        second = await acquire("b", now + 14)
         assert second is not None and second.token > first.token
         # an expired lease is up for grabs, with a larger fencing token
-        third = await backend.acquire_lock("janitor", "a", 10, now + 24)
+        third = await acquire("a", now + 24)
         assert third is not None and third.owner == "a" and third.token > second.token
-        other = await backend.acquire_lock("other", "b", 10, now + 24)
+        other = await acquire("b", now + 24, "other")
         assert other is not None
