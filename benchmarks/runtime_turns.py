@@ -22,7 +22,7 @@ from time import perf_counter_ns
 
 import botmemory
 from botmemory import Runtime
-from botmemory.namespaces import current_ns, links_ns, sessions_ns
+from botmemory.retention.layout import current_ns, links_ns, sessions_ns
 
 from .clients import TARGETS, missing_requirement
 from .config import Config

@@ -416,6 +416,31 @@ async def test_intents_contexts_and_qna(mem: botmemory.Store, tmp_path: Path) ->
     assert say(await runtime.converse("nlu", user_id="u", text="qwerty")) == ["?"]
 
 
+async def test_qna_items_of_v11_and_early_v12_hold_lists_in_the_default_language(
+    mem: botmemory.Store, tmp_path: Path
+) -> None:
+    # Botpress 12.0's examples/interbot sub1 bot: questions and answers are plain lists, which the
+    # QnA module read as the bot's default language (storage.ts migrate11To12).
+    empty = {"main.flow.json": flow("entry", node("entry"))}
+    qna = {
+        "pay": {
+            "id": "pay",
+            "data": {
+                "questions": ["I have a question about my pay check", "Payroll question"],
+                "answers": ["I can help you answer payroll questions"],
+                "category": "global",
+                "action": "text",
+                "enabled": True,
+            },
+        }
+    }
+    write_bp_bot(tmp_path, "old-qna", flows=empty, qna=qna, config={"defaultLanguage": "en", "languages": ["en"]})
+    runtime = await runtime_for(mem, tmp_path)
+    assert say(await runtime.converse("old-qna", user_id="u", text="payroll question")) == [
+        "I can help you answer payroll questions"
+    ]
+
+
 # -- content --------------------------------------------------------------------------------------
 async def test_variations_are_deterministic_and_languages_switch(mem: botmemory.Store, tmp_path: Path) -> None:
     flows = {

@@ -16,10 +16,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import botmemory
+from botmemory import dumpfile
 from botmemory.backends.base import Backend, Row
 from botmemory.backends.ops import restore as derived_restore
-from botmemory.cli import app, dumpfile
-from botmemory.namespaces import sessions_ns
+from botmemory.cli import app
+from botmemory.retention.layout import sessions_ns
 from botmemory.testing import FakeClock
 from botmemory.testing.backends import open_test_store, server_missing
 

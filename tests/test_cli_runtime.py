@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 import botmemory
 from botmemory.cli import app
-from botmemory.namespaces import sessions_ns
+from botmemory.retention.layout import sessions_ns
 from botmemory.testing import FakeClock
 
 BOT_YAML = "id: echo\nname: Echo\nsession_timeout: 30m\n"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 import botmemory
 from botmemory.cli import app
 from botmemory.cli.audit import parse_when
-from botmemory.cli.common import iso_time
+from botmemory.cli.output import iso_time
 from botmemory.errors import InvalidInputError
 
 

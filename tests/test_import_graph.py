@@ -8,10 +8,10 @@ only and never run (``retention/users.py`` names ``Store`` that way).
 Layers, lowest first (``conventions.md``); a module may import its own
 layer's modules (without a cycle) and lower layers only:
 
-1. basics: errors, clock, expiry, keys, paths, codec, limits, cancellation
+1. basics: errors, clock, expiry, keys, jsonpath, codec, limits, cancellation, version
 2. backends/
-3. kvs, then memory and namespaces, then store, then sync
-4. retention/, then runtime/, then integrations/ and testing/
+3. kvs, then memory, then store, then sync
+4. retention/ and dumpfile, then runtime/, then integrations/ and testing/
 5. http/
 6. cli/
 
@@ -29,17 +29,17 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "botmemory"
 
-_BASICS = ("errors", "clock", "expiry", "keys", "paths", "codec", "limits", "cancellation")
+_BASICS = ("errors", "clock", "expiry", "keys", "jsonpath", "codec", "limits", "cancellation", "version")
 #: (module or package prefix under botmemory, rank); the longest match wins
 _RANKS: tuple[tuple[str, float], ...] = (
     *((name, 1.0) for name in _BASICS),
     ("backends", 2.0),
     ("kvs", 3.0),
     ("memory", 3.1),
-    ("namespaces", 3.1),
     ("store", 3.2),
     ("sync", 3.3),
     ("retention", 4.0),
+    ("dumpfile", 4.0),
     ("runtime", 4.1),
     ("integrations", 4.2),
     ("testing", 4.2),

@@ -11,8 +11,8 @@ import pytest
 
 import botmemory
 from botmemory.backends.base import Purged
-from botmemory.namespaces import audit_ns
 from botmemory.retention import AuditLog, Janitor
+from botmemory.retention.layout import audit_ns
 from botmemory.testing import FakeClock
 
 

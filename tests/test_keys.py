@@ -9,24 +9,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from botmemory.backends.keyrange import prefix_upper_bound
 from botmemory.errors import InvalidKeyError
 from botmemory.keys import (
-    CONVERSATION_PREFIX,
     GLOBAL_NS,
+    decode_component,
+    encode_component,
+    validate_bot_id,
+    validate_key,
+    validate_prefix,
+)
+from botmemory.memory import (
+    CONVERSATION_PREFIX,
     GLOBAL_PREFIX,
     USERS_PREFIX,
     conversation_prefix,
     conversation_variable_key,
-    decode_component,
-    encode_component,
     global_variable_key,
     parse_memory_key,
-    prefix_upper_bound,
     user_prefix,
     user_variable_key,
-    validate_bot_id,
-    validate_key,
-    validate_prefix,
 )
 
 # ---------------------------------------------------------------- bot ids

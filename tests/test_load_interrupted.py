@@ -26,8 +26,9 @@ import pytest
 from typer.testing import CliRunner
 
 import botmemory
+from botmemory import dumpfile
 from botmemory.backends.base import Row
-from botmemory.cli import app, dumpfile
+from botmemory.cli import app
 from botmemory.testing.backends import POSTGRES_URL, REDIS_URL, unique_suffix
 from conftest import require_backend
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import botmemory
-from botmemory.namespaces import sessions_ns
 from botmemory.retention import AuditLog, RetentionConfig
+from botmemory.retention.layout import sessions_ns
 from botmemory.testing import FakeClock
 from botmemory.testing.backends import open_test_store
 

@@ -9,7 +9,7 @@ import pytest
 
 import botmemory
 from botmemory import Runtime
-from botmemory.namespaces import sessions_ns
+from botmemory.retention.layout import sessions_ns
 from botmemory.testing import FakeClock
 from runtime_bots import APPEND_ACTION, APPEND_FLOW, texts, write_bot
 

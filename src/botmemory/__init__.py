@@ -36,13 +36,11 @@ from .limits import Limits
 from .memory import DialogMemory, Scope
 from .store import DEFAULT_URL, Bot, Store, StoreOpener, open, register_bot_extension, register_bot_hook
 from .sync import SyncStore, open_sync
+from .version import __version__
 
 if TYPE_CHECKING:
     from .retention.policy import RetentionConfig
     from .runtime import Runtime
-
-__version__ = "0.1.0"
-
 
 # Retention attaches itself to every bot handle from here, the package's
 # top, so the store below never imports it. The import waits for the first

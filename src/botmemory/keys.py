@@ -1,4 +1,4 @@
-"""Identifiers, key validation, the dialog-memory key layout and literal prefixes.
+"""Identifiers: validation and percent-encoding of bot ids, keys and prefixes.
 
 Keys are taken exactly as given: no Unicode normalisation, no case folding,
 no trimming. What is refused is what some backend, log or terminal would
@@ -6,10 +6,9 @@ mangle: control characters (PostgreSQL cannot store NUL; newlines forge log
 lines), U+2028/U+2029, lone surrogates (not encodable as UTF-8) and
 leading/trailing whitespace (which some layer would trim silently).
 
-Dialog memory lives in the bot's KVS under the Botpress layout
-``storage/users/<user_id>/<name>``, ``storage/conversation/<id>/<name>`` and
-``storage/global/<name>``, every id and name percent-encoded so that ``/``,
-``..`` or ``%`` in an id can never reach another user's or scope's keys.
+``encode_component`` is how ids become key parts: the dialog-memory layout
+(``botmemory.memory``) and the runtime's private namespaces use it so that
+``/``, ``..`` or ``%`` in an id can never reach another user's keys.
 """
 
 from __future__ import annotations
@@ -21,19 +20,9 @@ from botmemory.errors import InvalidKeyError
 from botmemory.errors import show_value as _show
 
 __all__ = [
-    "CONVERSATION_PREFIX",
     "GLOBAL_NS",
-    "GLOBAL_PREFIX",
-    "USERS_PREFIX",
-    "conversation_prefix",
-    "conversation_variable_key",
     "decode_component",
     "encode_component",
-    "global_variable_key",
-    "parse_memory_key",
-    "prefix_upper_bound",
-    "user_prefix",
-    "user_variable_key",
     "validate_bot_id",
     "validate_key",
     "validate_prefix",
@@ -41,10 +30,6 @@ __all__ = [
 
 GLOBAL_NS = "__global__"
 """The namespace of the server-wide KVS; never a valid bot id."""
-
-USERS_PREFIX = "storage/users/"
-CONVERSATION_PREFIX = "storage/conversation/"
-GLOBAL_PREFIX = "storage/global/"
 
 _MAX_PREFIX_BYTES = 65_536
 
@@ -219,93 +204,3 @@ def decode_component(s: str) -> str:
             if encode_component(decoded) == s:
                 return decoded
     raise InvalidKeyError(f"invalid encoded component {_show(s)}")
-
-
-def user_variable_key(user_id: str, name: str) -> str:
-    """The KVS key of a user variable (ids are not validated here)."""
-    return f"{USERS_PREFIX}{encode_component(user_id)}/{encode_component(name)}"
-
-
-def user_prefix(user_id: str) -> str:
-    """The KVS prefix of all of one user's variables."""
-    return f"{USERS_PREFIX}{encode_component(user_id)}/"
-
-
-def conversation_variable_key(conversation_id: str, name: str) -> str:
-    """The KVS key of a conversation variable (ids are not validated here)."""
-    return f"{CONVERSATION_PREFIX}{encode_component(conversation_id)}/{encode_component(name)}"
-
-
-def conversation_prefix(conversation_id: str) -> str:
-    """The KVS prefix of all of one conversation's variables."""
-    return f"{CONVERSATION_PREFIX}{encode_component(conversation_id)}/"
-
-
-def global_variable_key(name: str) -> str:
-    """The KVS key of a bot-global variable (the name is not validated here)."""
-    return f"{GLOBAL_PREFIX}{encode_component(name)}"
-
-
-def _decode_id(s: str) -> str | None:
-    try:
-        decoded = decode_component(s)
-        # An id the memory API would refuse was not written by it.
-        validate_key(decoded, None)
-    except InvalidKeyError:
-        return None
-    return decoded
-
-
-def parse_memory_key(key: str) -> tuple[str, str | None, str] | None:
-    """Split a KVS key of the dialog-memory layout into scope, id and name.
-
-    Args:
-        key: any KVS key.
-
-    Returns:
-        ``("user", user_id, name)``, ``("conversation", conversation_id,
-        name)`` or ``("global", None, name)``; None for any key that the
-        memory layout functions could not have built from valid ids.
-    """
-    if key.startswith(USERS_PREFIX):
-        scope, rest = "user", key[len(USERS_PREFIX) :]
-    elif key.startswith(CONVERSATION_PREFIX):
-        scope, rest = "conversation", key[len(CONVERSATION_PREFIX) :]
-    elif key.startswith(GLOBAL_PREFIX):
-        name = _decode_id(key[len(GLOBAL_PREFIX) :])
-        return None if name is None else ("global", None, name)
-    else:
-        return None
-    owner_part, slash, name_part = rest.partition("/")
-    if not slash:
-        return None
-    owner = _decode_id(owner_part)
-    name = _decode_id(name_part)  # a second "/" makes this fail: encoded names have none
-    if owner is None or name is None:
-        return None
-    return scope, owner, name
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The smallest string greater than every string that starts with ``prefix``.
-
-    For range scans ``key >= prefix AND key < bound`` in code point order
-    (= UTF-8 byte order), which need no LIKE/GLOB and so no escaping of
-    ``%``, ``_``, ``*`` or ``[``.
-
-    Args:
-        prefix: a literal prefix.
-
-    Returns:
-        The bound, or None when there is none (an empty prefix, or one made
-        only of U+10FFFF): scan to the end.
-    """
-    end = len(prefix)
-    while end:
-        code = ord(prefix[end - 1])
-        if code != 0x10FFFF:
-            # Surrogates cannot be stored (nor encoded as UTF-8): skip them.
-            following = 0xE000 if code == 0xD7FF else code + 1
-            return prefix[: end - 1] + chr(following)
-        end -= 1
-    return None

@@ -24,9 +24,9 @@ from .errors import (
     VersionConflictError,
 )
 from .expiry import expires_at
+from .jsonpath import Segment, get_path, incr_value, parse_path, set_path
 from .keys import validate_key, validate_prefix
 from .limits import Limits
-from .paths import Segment, get_path, incr_value, parse_path, set_path
 
 __all__ = ["KVS", "Entry", "WriteHook"]
 

@@ -12,17 +12,97 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .keys import (
-    GLOBAL_PREFIX,
-    conversation_prefix,
-    encode_component,
-    parse_memory_key,
-    user_prefix,
-    validate_key,
-)
+from .errors import InvalidKeyError
+from .keys import decode_component, encode_component, validate_key
 from .kvs import KVS
 
-__all__ = ["DialogMemory", "Scope"]
+__all__ = [
+    "CONVERSATION_PREFIX",
+    "GLOBAL_PREFIX",
+    "USERS_PREFIX",
+    "DialogMemory",
+    "Scope",
+    "conversation_prefix",
+    "conversation_variable_key",
+    "global_variable_key",
+    "parse_memory_key",
+    "user_prefix",
+    "user_variable_key",
+]
+
+# -- the key layout ----------------------------------------------------------
+
+USERS_PREFIX = "storage/users/"
+CONVERSATION_PREFIX = "storage/conversation/"
+GLOBAL_PREFIX = "storage/global/"
+
+
+def user_variable_key(user_id: str, name: str) -> str:
+    """The KVS key of a user variable (ids are not validated here)."""
+    return f"{USERS_PREFIX}{encode_component(user_id)}/{encode_component(name)}"
+
+
+def user_prefix(user_id: str) -> str:
+    """The KVS prefix of all of one user's variables."""
+    return f"{USERS_PREFIX}{encode_component(user_id)}/"
+
+
+def conversation_variable_key(conversation_id: str, name: str) -> str:
+    """The KVS key of a conversation variable (ids are not validated here)."""
+    return f"{CONVERSATION_PREFIX}{encode_component(conversation_id)}/{encode_component(name)}"
+
+
+def conversation_prefix(conversation_id: str) -> str:
+    """The KVS prefix of all of one conversation's variables."""
+    return f"{CONVERSATION_PREFIX}{encode_component(conversation_id)}/"
+
+
+def global_variable_key(name: str) -> str:
+    """The KVS key of a bot-global variable (the name is not validated here)."""
+    return f"{GLOBAL_PREFIX}{encode_component(name)}"
+
+
+def _decode_id(s: str) -> str | None:
+    try:
+        decoded = decode_component(s)
+        # An id the memory API would refuse was not written by it.
+        validate_key(decoded, None)
+    except InvalidKeyError:
+        return None
+    return decoded
+
+
+def parse_memory_key(key: str) -> tuple[str, str | None, str] | None:
+    """Split a KVS key of the dialog-memory layout into scope, id and name.
+
+    Args:
+        key: any KVS key.
+
+    Returns:
+        ``("user", user_id, name)``, ``("conversation", conversation_id,
+        name)`` or ``("global", None, name)``; None for any key that the
+        memory layout functions could not have built from valid ids.
+    """
+    if key.startswith(USERS_PREFIX):
+        scope, rest = "user", key[len(USERS_PREFIX) :]
+    elif key.startswith(CONVERSATION_PREFIX):
+        scope, rest = "conversation", key[len(CONVERSATION_PREFIX) :]
+    elif key.startswith(GLOBAL_PREFIX):
+        name = _decode_id(key[len(GLOBAL_PREFIX) :])
+        return None if name is None else ("global", None, name)
+    else:
+        return None
+    owner_part, slash, name_part = rest.partition("/")
+    if not slash:
+        return None
+    owner = _decode_id(owner_part)
+    name = _decode_id(name_part)  # a second "/" makes this fail: encoded names have none
+    if owner is None or name is None:
+        return None
+    return scope, owner, name
+
+
+# -- the handles -------------------------------------------------------------
 
 
 class Scope:

@@ -204,7 +204,7 @@ class Store:
         return handle
 
     def private_kvs(self, namespace: str) -> KVS:
-        """A KVS over a private namespace (``botmemory.namespaces``); no quota."""
+        """A KVS over a private namespace (``botmemory.retention.layout``); no quota."""
         if not namespace.startswith(PRIVATE_NS_PREFIX):
             raise InvalidInputError(f"private namespaces start with {PRIVATE_NS_PREFIX!r}")
         kvs = self._private.get(namespace)

@@ -61,8 +61,8 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from ..keys import prefix_upper_bound
 from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row, check_moves
+from .keyrange import prefix_upper_bound
 from .ops import put as _derived_put
 from .urlquery import positive_seconds, seconds, take_query_options, text
 

@@ -73,8 +73,8 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from ..keys import prefix_upper_bound
 from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
+from .keyrange import prefix_upper_bound
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["RedisBackend", "glob_escape", "open_backend"]

@@ -42,8 +42,8 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from ..keys import prefix_upper_bound
 from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
+from .keyrange import prefix_upper_bound
 from .ops import put as _derived_put
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]

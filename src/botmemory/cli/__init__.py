@@ -36,8 +36,10 @@ from typer.core import TyperGroup
 from ..errors import InvalidInputError
 from ..store import DEFAULT_URL
 from . import audit, botpress, chat, init, janitor, kvs, memory, serve, tokens, users
-from .common import Settings, check_argv, debug_enabled, hoist_json_flag, report_error
+from .arguments import check_argv, hoist_json_flag
+from .context import Settings
 from .dump import dump_command, load_command
+from .output import debug_enabled, report_error
 
 __all__ = ["app", "main"]
 
@@ -143,7 +145,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         sys.stdout.write(f"botmemory {__version__}\n")
         raise typer.Exit(0)

@@ -14,7 +14,8 @@ from ..expiry import duration_ms
 from ..keys import GLOBAL_NS, validate_bot_id, validate_key
 from ..retention.audit import AuditLog
 from ..store import Store
-from .common import GLOBAL_BOT, Output, iso_time, run, settings, show
+from .context import GLOBAL_BOT, run, settings
+from .output import Output, iso_time, show
 
 __all__ = ["audit", "parse_when"]
 

@@ -21,7 +21,8 @@ from ..runtime.botpress.archive import import_export
 from ..runtime.botpress.loader import claimed_id
 from ..runtime.loader import load_bot
 from ..runtime.yamlsource import BotLoadError
-from .common import Output, settings, show
+from .context import settings
+from .output import Output, show
 
 __all__ = ["check", "check_folder", "import_botpress"]
 

@@ -23,7 +23,8 @@ import typer
 
 from ..errors import BotMemoryError, InvalidInputError, KeyNotFoundError
 from ..keys import validate_bot_id, validate_key
-from .common import Output, open_runtime, open_store, report_error, settings, show, to_json
+from .context import open_runtime, open_store, settings
+from .output import Output, report_error, show, to_json
 
 __all__ = ["chat"]
 

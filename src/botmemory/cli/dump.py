@@ -7,7 +7,7 @@
     botmemory load bots.jsonl --resume      # finish a load that was interrupted
     botmemory load --abort [bots.jsonl]     # or discard what it staged
 
-The format is described in :mod:`botmemory.cli.dumpfile`. ``load`` checks
+The format is described in :mod:`botmemory.dumpfile`. ``load`` checks
 the whole file first and writes nothing unless every line is valid; with
 ``--bot`` it writes only the named bots' namespaces (``@global`` names the
 server-wide KVS) and skips the rest of the file; it refuses to write into
@@ -34,10 +34,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import dumpfile
 from ..errors import BotMemoryError, InvalidInputError
 from ..store import Store
-from . import dumpfile
-from .common import Output, run, settings, show
+from .context import run, settings
+from .output import Output, show
 
 __all__ = ["dump_command", "load_command"]
 

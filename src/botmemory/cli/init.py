@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InvalidInputError
-from .common import settings
+from .context import settings
 
 __all__ = ["STARTER_BOT", "init"]
 

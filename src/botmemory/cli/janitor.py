@@ -18,7 +18,8 @@ import typer
 
 from ..errors import InvalidInputError
 from ..store import Store
-from .common import Output, has_bots, open_runtime, open_store, settings, show
+from .context import has_bots, open_runtime, open_store, settings
+from .output import Output, show
 
 __all__ = ["janitor"]
 

@@ -10,20 +10,9 @@ from ..codec import decode
 from ..errors import InvalidInputError, KeyNotFoundError
 from ..kvs import KVS, Entry
 from ..store import Store
-from .common import (
-    GLOBAL_BOT,
-    Output,
-    human_ttl,
-    kvs_for,
-    parse_json_arg,
-    print_note,
-    run,
-    settings,
-    show,
-    to_json,
-    value_text,
-    writing_kvs,
-)
+from .arguments import parse_json_arg, value_text
+from .context import GLOBAL_BOT, kvs_for, run, settings, writing_kvs
+from .output import Output, human_ttl, print_note, show, to_json
 
 __all__ = ["app"]
 

@@ -17,18 +17,9 @@ import typer
 from ..errors import InvalidInputError, KeyNotFoundError
 from ..memory import Scope
 from ..store import Store
-from .common import (
-    Output,
-    Settings,
-    parse_json_arg,
-    print_note,
-    run,
-    settings,
-    show,
-    to_json,
-    value_text,
-    writing_bot,
-)
+from .arguments import parse_json_arg, value_text
+from .context import Settings, run, settings, writing_bot
+from .output import Output, print_note, show, to_json
 
 __all__ = ["app"]
 
@@ -64,7 +55,7 @@ def _scope(store: Store, bot: str, scope: str, owner: str | None) -> Scope:
 async def _writing_scope(
     store: Store, bot: str, scope: str, owner: str | None, opts: Settings
 ) -> tuple[Scope, str | None]:
-    """The scope of a bot that follows its retention policies, and the note of ``common.writing_bot``."""
+    """The scope of a bot that follows its retention policies, and the note of ``context.writing_bot``."""
     handle, note = await writing_bot(store, bot, opts)
     return handle.memory.scope(scope, owner), note
 

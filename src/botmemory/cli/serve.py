@@ -22,7 +22,7 @@ import typer
 
 from ..errors import InvalidInputError
 from ..store import Store
-from .common import open_store, settings
+from .context import open_store, settings
 
 __all__ = ["serve"]
 

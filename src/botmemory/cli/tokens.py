@@ -13,7 +13,8 @@ import typer
 
 from ..http import state as server_state
 from ..store import Store
-from .common import Output, iso_time, run, settings, show
+from .context import run, settings
+from .output import Output, iso_time, show
 
 __all__ = ["app"]
 

@@ -8,7 +8,8 @@ import typer
 
 from ..errors import KeyNotFoundError
 from ..store import Store
-from .common import Output, bot_with_policies, iso_time, run, settings, show
+from .context import bot_with_policies, run, settings
+from .output import Output, iso_time, show
 
 __all__ = ["app"]
 

@@ -34,7 +34,7 @@ from typing import Any, Final
 from ..errors import InvalidInputError, KeyNotFoundError
 from ..keys import validate_bot_id
 from ..kvs import KVS
-from ..namespaces import current_ns, sessions_ns
+from ..retention.layout import current_ns, sessions_ns
 from ..store import Store
 
 __all__ = [

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..codec import decode
 from ..errors import InvalidInputError, InvalidKeyError
-from ..keys import GLOBAL_NS, USERS_PREFIX, decode_component, parse_memory_key, validate_bot_id, validate_key
-from ..namespaces import audit_ns
+from ..keys import GLOBAL_NS, decode_component, validate_bot_id, validate_key
+from ..memory import USERS_PREFIX, parse_memory_key
+from .layout import audit_ns
 from .policy import DEFAULT_AUDIT_RETENTION
 
 if TYPE_CHECKING:

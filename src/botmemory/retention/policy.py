@@ -49,8 +49,9 @@ from ..backends.base import PRIVATE_NS_PREFIX
 from ..codec import decode, encode
 from ..errors import InvalidInputError, InvalidKeyError
 from ..expiry import duration_ms
-from ..keys import parse_memory_key, validate_key, validate_prefix
+from ..keys import validate_key, validate_prefix
 from ..limits import Limits
+from ..memory import parse_memory_key
 
 if TYPE_CHECKING:
     from ..store import Store

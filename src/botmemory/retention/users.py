@@ -50,17 +50,10 @@ from typing import TYPE_CHECKING, Any, Final
 from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Row
 from ..codec import decode, encode
 from ..errors import InvalidKeyError, LegalHoldError, ValueTypeError
-from ..keys import (
-    CONVERSATION_PREFIX,
-    USERS_PREFIX,
-    conversation_prefix,
-    decode_component,
-    encode_component,
-    user_prefix,
-    validate_key,
-)
-from ..namespaces import holds_ns, link_key, links_ns, owners_ns, sessions_ns, user_links_prefix
+from ..keys import decode_component, encode_component, validate_key
+from ..memory import CONVERSATION_PREFIX, USERS_PREFIX, conversation_prefix, user_prefix
 from .audit import AuditLog, describe_key, records_for_keys, user_of_key
+from .layout import holds_ns, link_key, links_ns, owners_ns, sessions_ns, user_links_prefix
 from .policy import DEFAULT_AUDIT_RETENTION, first_write_time
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Sessions, per-conversation leases and the user's current conversation.
 
 A session (one per bot and conversation) is a row of the private namespace
-``__rt/sessions/<bot>`` (``botmemory.namespaces``): key = conversation id,
+``__rt/sessions/<bot>`` (``botmemory.retention.layout``): key = conversation id,
 value ``{"user_id", "flow", "node", "temp", "started_at", "last_activity"}``,
 KVS expiry = ``last_activity + session_timeout``. The store-wide purge never
 touches it, so a timed-out session stays findable (``scan_expired``) until
@@ -32,7 +32,7 @@ from ..backends.base import LockLease
 from ..codec import decode
 from ..errors import StoreTimeoutError
 from ..keys import encode_component
-from ..namespaces import current_ns, owners_ns, sessions_ns
+from ..retention.layout import current_ns, owners_ns, sessions_ns
 from ..store import Store
 
 __all__ = ["ConversationLease", "Session", "SessionStore"]

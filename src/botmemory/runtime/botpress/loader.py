@@ -293,7 +293,10 @@ class _Loader:
                 if not isinstance(contexts, list):
                     category = data.get("category")
                     contexts = [category] if isinstance(category, str) and category else ["global"]
-                answers = as_dict(data.get("answers"))
+                # v11 and early v12 items hold one list, in the bot's default language
+                # (Botpress's qna storage migrate11To12 does the same).
+                raw_answers = data.get("answers")
+                answers = {bot.language: raw_answers} if isinstance(raw_answers, list) else as_dict(raw_answers)
                 entry = QnaEntry(
                     id=qna_id,
                     answers={
@@ -306,6 +309,8 @@ class _Loader:
                 )
                 intent = Intent(name=entry.intent_name, contexts=tuple(str(c) for c in contexts))
                 questions = data.get("questions")
+                if isinstance(questions, list):
+                    intent.add_utterances(bot.language, questions)
                 if isinstance(questions, dict):
                     for language, texts in questions.items():
                         if isinstance(texts, list):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botmemory.keys import user_prefix
+from botmemory.memory import user_prefix
 
 _COLOUR = re.compile(r"(?:my )?fav(?:ou?rite)? colou?r(?: is)?\s+(?P<colour>[\w -]{1,40}?)[.!]*$", re.IGNORECASE)
 _RENAME = re.compile(r"(?:call me|my name is)\s+(?P<name>.{1,60}?)[.!]*$", re.IGNORECASE)

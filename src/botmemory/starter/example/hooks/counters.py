@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botmemory.keys import user_prefix
+from botmemory.memory import user_prefix
 
 
 async def after_bot_mount(bp: Any) -> None:

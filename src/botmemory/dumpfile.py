@@ -60,14 +60,14 @@ from typing import IO, Any, Final
 
 import orjson
 
-from ..backends.base import PRIVATE_NS_PREFIX, Row
-from ..cancellation import stop_if_cancelled
-from ..codec import encode
-from ..errors import BotMemoryError, InvalidInputError, StoreError
-from ..expiry import MAX_EXPIRY_MS
-from ..keys import GLOBAL_NS, validate_key
-from ..limits import Limits
-from ..store import Store
+from .backends.base import PRIVATE_NS_PREFIX, Row
+from .cancellation import stop_if_cancelled
+from .codec import encode
+from .errors import BotMemoryError, InvalidInputError, StoreError
+from .expiry import MAX_EXPIRY_MS
+from .keys import GLOBAL_NS, validate_key
+from .limits import Limits
+from .store import Store
 
 __all__ = [
     "FORMAT",

@@ -1,4 +1,8 @@
-"""Where runtime and retention state lives: private KVS namespaces.
+"""Where per-user runtime and retention state lives: private KVS namespaces.
+
+Retention owns this map because erasing a user must reach every piece of
+state kept about them; the runtime (sessions, owners, links) and the HTTP
+server import it from here.
 
 Every namespace here starts with ``PRIVATE_NS_PREFIX`` (``"__rt/"``), which
 no bot id can (bot ids start with a letter or digit), so this state is
@@ -27,8 +31,8 @@ Layout (all values JSON):
 
 from __future__ import annotations
 
-from .backends.base import PRIVATE_NS_PREFIX
-from .keys import encode_component
+from ..backends.base import PRIVATE_NS_PREFIX
+from ..keys import encode_component
 
 __all__ = [
     "PRIVATE_NS_PREFIX",

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from botmemory.errors import InvalidPathError, ValueTypeError
-from botmemory.paths import (
+from botmemory.jsonpath import (
     MAX_INDEX,
     MAX_PATH_DEPTH,
     get_path,
