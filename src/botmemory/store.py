@@ -252,6 +252,10 @@ class Store:
         return await self._backend.purge_expired(self.clock.now(), limit, namespace, keep)
 
     # -- capabilities: what only some backends can do ------------------------
+    def supports(self, capability: type) -> bool:
+        """Whether the backend declares ``capability`` (``Locks``, ``BulkLoad``… of ``botmemory.backends.base``)."""
+        return isinstance(self._backend, capability)
+
     @property
     def has_locks(self) -> bool:
         """Whether the backend declares the ``Locks`` capability (every built-in one does)."""
