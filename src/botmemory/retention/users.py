@@ -173,7 +173,7 @@ async def _erase_if_version(kvs: KVS, key: str, version: int, store: Store) -> N
 
 
 def install_hooks(bot: Bot) -> None:
-    """Plug retention into a new bot handle (called by ``Bot.__init__``).
+    """Plug retention into a new bot handle (a bot hook: ``Bot.__init__`` calls it, see ``botmemory.store``).
 
     Its KVS then applies ``bot.retention``'s policies to writes, records
     ``delete_prefix`` in the audit log while ``bot.retention`` is set, and,
