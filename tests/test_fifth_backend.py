@@ -1,7 +1,7 @@
 """A fifth backend, written against the ``Backend`` ABC only, passes the whole contract suite.
 
-``DictBackend`` implements the eight primitives and the ``Locks``
-capability (the runtime needs leases) and nothing else: no ``FastPaths``
+``DictBackend`` implements the eight primitives, ``LockingDictBackend``
+adds the ``Locks`` capability (the runtime needs leases), and nothing else: no ``FastPaths``
 (``get``, ``put``, ``count``, ``set_expiry``… are derived by
 ``botmemory.backends.ops``), no ``BulkLoad`` (``restore`` is derived,
 ``replace_namespaces`` is refused and its test skipped), no ``Checkpoint``,
@@ -29,7 +29,8 @@ from botmemory.backends.base import (
     Purged,
     Row,
 )
-from botmemory.errors import QuotaExceededError, StoreUnavailableError
+from botmemory.errors import InvalidInputError, QuotaExceededError, StoreUnavailableError
+from botmemory.runtime.metrics import MeteredBackend, TurnStats, current_turn
 from botmemory.testing import FakeClock
 from botmemory.testing.backends import open_test_store, register_test_backend
 from botmemory.testing.contract import (
@@ -62,8 +63,6 @@ class DictBackend(Backend):
 
     def __init__(self) -> None:
         self._data: dict[str, dict[str, Row]] | None = {}
-        self._locks: dict[str, LockLease] = {}
-        self._fence = 0
 
     def _ns(self, ns: str) -> dict[str, Row]:
         if self._data is None:
@@ -152,7 +151,15 @@ class DictBackend(Backend):
     async def close(self) -> None:
         self._data = None
 
-    # -- the Locks capability --------------------------------------------------
+
+class LockingDictBackend(DictBackend):
+    """``DictBackend`` with the ``Locks`` capability."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._locks: dict[str, LockLease] = {}
+        self._fence = 0
+
     async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
         held = self._locks.get(name)
         if held is not None and held.expires_at > now and held.owner != owner:
@@ -170,7 +177,7 @@ class DictBackend(Backend):
         return True
 
 
-register_test_backend("dict", DictBackend)
+register_test_backend("dict", LockingDictBackend)
 
 
 @pytest.fixture
@@ -185,15 +192,36 @@ async def store(clock: FakeClock, tmp_path: Path) -> AsyncIterator[botmemory.Sto
 
 
 def test_it_declares_locks_and_nothing_else() -> None:
-    backend = DictBackend()
+    assert len(Backend.__abstractmethods__) <= 8
+    backend = LockingDictBackend()
     assert isinstance(backend, Locks)
     assert not isinstance(backend, FastPaths) and not isinstance(backend, BulkLoad)
-    assert len(Backend.__abstractmethods__) <= 8
+    assert not isinstance(DictBackend(), Locks)
 
 
-async def test_the_runtime_accepts_it(store: botmemory.Store, tmp_path: Path) -> None:
+async def test_the_runtime_needs_locks(store: botmemory.Store, clock: FakeClock, tmp_path: Path) -> None:
     runtime = await botmemory.Runtime.open(store, tmp_path)  # no bots: the lock check is what runs
     assert runtime.bots == {}
+    without = botmemory.Store(DictBackend(), clock=clock)
+    with pytest.raises(InvalidInputError, match="locks"):
+        await botmemory.Runtime.open(without, tmp_path)
+
+
+async def test_metering_wraps_the_one_store_and_keeps_its_capabilities(store: botmemory.Store) -> None:
+    inner = store.backend
+    metered = store.wrap_backend(MeteredBackend)
+    assert store.wrap_backend(MeteredBackend) is metered and metered.inner is inner  # installed once
+    assert store.supports(Locks) and not store.supports(FastPaths) and not store.supports(BulkLoad)
+    kvs = store.bot("b").kvs
+    await kvs.set("k", 1)  # outside a turn: passed through, not counted
+    stats = TurnStats()
+    token = current_turn.set(stats)
+    try:
+        assert await kvs.get("k") == 1
+        assert await store.acquire_lock("l", "me", 10) is not None
+    finally:
+        current_turn.reset(token)
+    assert stats.store_calls == 2
 
 
 class TestKVS(KVSContract):

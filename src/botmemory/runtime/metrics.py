@@ -1,7 +1,7 @@
 """How much of a turn is spent waiting for the store.
 
 The runtime installs ``MeteredBackend``, a backend wrapper, on its store
-(``store.wrap_backend(metered)``): it adds the time of every backend call to
+(``store.wrap_backend(MeteredBackend)``): it adds the time of every backend call to
 the ``TurnStats`` of the turn that made it (found through a context variable, so concurrent
 turns and the hooks' tasks are counted apart and correctly).
 """
@@ -14,10 +14,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..backends.base import Backend
-from ..backends.wrapper import BackendWrapper, wrap
+from ..backends.wrapper import BackendWrapper
 
-__all__ = ["MeteredBackend", "TurnStats", "current_turn", "metered"]
+__all__ = ["MeteredBackend", "TurnStats", "current_turn"]
 
 T = TypeVar("T")
 
@@ -56,8 +55,8 @@ current_turn: ContextVar[TurnStats | None] = ContextVar("botmemory_runtime_turn"
 class MeteredBackend(BackendWrapper):
     """A backend wrapper that times every call into ``current_turn`` (a pass-through outside turns).
 
-    Install it with ``store.wrap_backend(metered)``: it declares the
-    capabilities of the backend it wraps.
+    Install it with ``store.wrap_backend(MeteredBackend)``: it then declares
+    the capabilities of the backend it wraps (``backends.wrapper.wrap``).
     """
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -71,7 +70,3 @@ class MeteredBackend(BackendWrapper):
             stats.store_calls += 1
             stats.store_seconds += time.perf_counter() - start
 
-
-def metered(inner: Backend) -> MeteredBackend:
-    """``inner`` metered, with the capabilities ``inner`` has."""
-    return wrap(MeteredBackend, inner)
