@@ -36,6 +36,7 @@ from botmemory.testing.backends import open_test_store, register_test_backend
 from botmemory.testing.contract import (
     BackendContract,
     BotpressContract,
+    BulkLoadContract,
     ConcurrencyContract,
     ExpiredContract,
     ExpiryContract,
@@ -44,6 +45,7 @@ from botmemory.testing.contract import (
     KeysContract,
     KVSContract,
     LimitsContract,
+    LocksContract,
     MemoryContract,
     PathContract,
     ValuesContract,
@@ -278,3 +280,13 @@ class TestBackend(BackendContract):
 
 class TestConcurrency(ConcurrencyContract):
     pass
+
+
+class TestWithoutLocks(LocksContract, BulkLoadContract):
+    """The capability tests skip, rather than fail, for the lock-less ``DictBackend``."""
+
+    @pytest.fixture
+    async def store(self, clock: FakeClock) -> AsyncIterator[botmemory.Store]:
+        s = botmemory.Store(DictBackend(), clock=clock)
+        yield s
+        await s.close()
