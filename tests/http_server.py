@@ -71,8 +71,9 @@ def serve(
     env: dict[str, str] | None = None,
     token: str | None = None,
     timeout: float = 60.0,
+    options: tuple[str, ...] = (),
 ) -> Iterator[Served]:
-    """Run ``botmemory --store URL --bots DIR serve --port 0 ARGS``; yield once it answers /healthz."""
+    """Run ``botmemory --store URL --bots DIR OPTIONS serve --port 0 ARGS``; yield once it answers /healthz."""
     command = [
         sys.executable,
         "-m",
@@ -81,6 +82,7 @@ def serve(
         store_url,
         "--bots",
         str(bots),
+        *options,
         "serve",
         "--port",
         "0",

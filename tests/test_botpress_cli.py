@@ -67,6 +67,8 @@ def test_check_says_why_a_bot_does_not_load(tmp_path: Path) -> None:
     folder = _bot(tmp_path)
     (folder / "actions").mkdir()
     (folder / "actions" / "weather.js").write_text("return 1")
+    main = folder / "flows" / "main.flow.json"  # a flow calls it (a JavaScript action no flow calls is inert)
+    main.write_text(main.read_text().replace('"say #!builtin_text-b"', '"say #!builtin_text-b", "weather {}"'))
     result = CliRunner().invoke(app, ["check", str(tmp_path)])
     assert result.exit_code == 1
     assert "actions/weather.js" in result.output and "does not load" in result.output

@@ -15,8 +15,8 @@ So, on every backend:
   "Decisions where the spec is silent"; RELIABILITY.md): deadlines do not
   move when the clock does.
 
-A FakeClock drives the library (the server's process-wide offset comes with
-the HTTP server). The last test walks a random mix of small steps, ±1 h jumps
+A FakeClock drives the library (the server's process-wide offset is
+``test_http_clock.py``). The last test walks a random mix of small steps, ±1 h jumps
 and purges, checking every key against a model after every step.
 """
 

@@ -19,11 +19,9 @@ against the library on every backend; this module adds
 ``memory://`` lives in one process, so through the CLI each invocation sees
 a new empty store: there only the exit codes and messages are checked.
 
-The HTTP surface plugs in here once the server lands (see
-``tests/reliability/README.md``): a ``run_http(argv-like case)`` adapter
-beside :func:`run_cli`, the BOLA matrix (every endpoint x another bot's
-token, no token, a revoked token, an expired session cookie) and
-schemathesis over ``/openapi.json``, with the same snapshot check.
+The HTTP surface is ``test_http_hostile.py`` (``run_http`` beside
+:func:`run_cli`, and the BOLA matrix) and ``tests/test_http_schemathesis.py``
+(schemathesis over ``/openapi.json``), with the same snapshot check.
 """
 
 from __future__ import annotations

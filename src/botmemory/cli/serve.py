@@ -5,6 +5,11 @@ server bound to a loopback address creates an admin token and prints it
 once; bound to any other address it refuses to start (exit 2). On a
 loopback address it also prints a one-time login link for the admin UI
 (valid 15 minutes, good for one sign-in).
+
+``BOTMEMORY_CLOCK_OFFSET`` moves the clock of the store the server opens,
+for tests of clock jumps: a number of seconds (``3600``: an hour ahead), or
+``file:PATH`` to read the number from a file whenever the file changes (a
+test steps a running server's clock). Unset, the server uses the system clock.
 """
 
 from __future__ import annotations
@@ -122,6 +127,11 @@ def serve(
     in_memory = opts.store_url.startswith("memory:")
     if in_memory and workers > 1:
         raise InvalidInputError("a memory:// store lives in one process: --workers needs sqlite, postgresql or redis")
+    # BOTMEMORY_CLOCK_OFFSET (tests of clock jumps): checked now, so a bad value is exit 2, not a failed start
+    from ..http.context import CLOCK_OFFSET_ENV, clock_from_env
+
+    if clock_from_env() is not None and in_memory:
+        raise InvalidInputError(f"{CLOCK_OFFSET_ENV} needs a sqlite, postgresql or redis store, not memory://")
     created, code, kept = asyncio.run(_prepare(opts.store_url, opts.timeout, loopback, keep=in_memory))
 
     sock = listening_socket(host, port)

@@ -60,7 +60,8 @@ _LAST: Final = "\U0010ffff"  # sorts after every character a key can hold
 
 router = APIRouter(
     prefix="/api/v1",
-    responses=error_responses(400, 401, 404, 413, 415, 422, 429, 503),
+    # 507: any write may find the store full (StoreFullError), not only the quota'd ones
+    responses=error_responses(400, 401, 404, 413, 415, 422, 429, 503, 507),
 )
 
 

@@ -27,7 +27,7 @@ from ..store import Store
 from ..store import open as open_store
 from ..version import __version__
 from .auth import Authenticator
-from .context import ServerConfig, ServerState, get_state
+from .context import ServerConfig, ServerState, clock_from_env, get_state
 from .errors import ApiError, error_responses, install_error_handlers
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import RequestGuard
@@ -123,6 +123,9 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
             options: dict[str, Any] = {}
             if not config.store_url.startswith("memory:"):
                 options["timeout"] = config.timeout
+            clock = clock_from_env()  # BOTMEMORY_CLOCK_OFFSET: a moved clock, for tests of clock jumps
+            if clock is not None:
+                options["clock"] = clock
             the_store = await open_store(config.store_url, **options)
         janitor: asyncio.Task[None] | None = None
         try:

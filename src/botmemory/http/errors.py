@@ -2,7 +2,8 @@
 
 Every error answer is ``{"error": {"code": "...", "message": "..."}}``, the
 framework's own errors (validation, unknown route, wrong method) included.
-Input errors are 4xx, never 5xx; only a failing backend gives 503.
+Input errors are 4xx, never 5xx; a failing backend gives 503, a full one
+(``StoreFullError``, like a used-up quota) 507.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import (
     LegalHoldError,
     QuotaExceededError,
     StoreError,
+    StoreFullError,
     StoreTimeoutError,
     StoreUnavailableError,
     ValueTooLargeError,
@@ -59,6 +61,7 @@ _MAPPING: Final[tuple[tuple[type[BaseException], int, str], ...]] = (
     (VersionConflictError, 409, "version_conflict"),
     (LegalHoldError, 409, "legal_hold"),
     (QuotaExceededError, 507, "quota_exceeded"),
+    (StoreFullError, 507, "store_full"),  # no space left: writes fail, reads work (README, StoreFullError)
     (StoreTimeoutError, 503, "store_timeout"),
     (StoreUnavailableError, 503, "store_unavailable"),
     (StoreError, 503, "store_error"),
@@ -92,7 +95,7 @@ _DESCRIPTIONS: Final = {
     422: "The body or a parameter does not match its schema",
     429: "Too many failed sign-ins from this address",
     503: "The store is unavailable or did not answer in time",
-    507: "The bot's key quota is used up",
+    507: "The bot's key quota is used up, or the store has no space left",
 }
 
 

@@ -23,7 +23,15 @@ from typing import Any, Final
 from .jsvalues import to_boolean
 from .mustache import Template, TemplateError
 
-__all__ = ["CONTENT_TYPES", "ContentElement", "ContentError", "Renderer", "contains_template", "pick"]
+__all__ = [
+    "CONTENT_TYPES",
+    "SILENT_REPLY_TYPES",
+    "ContentElement",
+    "ContentError",
+    "Renderer",
+    "contains_template",
+    "pick",
+]
 
 #: Content types botmemory renders: content type id -> (reply type, properties).
 CONTENT_TYPES: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
@@ -63,7 +71,11 @@ CONTENT_TYPES: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
     "builtin_audio": ("audio", ("audio", "title", "typing")),
     "builtin_video": ("video", ("video", "title", "typing")),
     "builtin_location": ("location", ("latitude", "longitude", "address", "title", "typing")),
+    # a button of a card (Botpress 12's hidden type): said on its own, Botpress's renderer sends nothing
+    "builtin_action-button": ("action-button", ("title", "action", "text", "url", "payload")),
 }
+#: Reply types Botpress renders as no message at all (``renderElement`` returns ``[]``).
+SILENT_REPLY_TYPES: Final = frozenset({"action-button"})
 
 # Presentation hints of the Botpress web channel that are not part of a reply.
 _DROPPED: Final = frozenset({"variations", "typing"})

@@ -44,7 +44,7 @@ from ..actions import ActionContext, BotSDK, custom_action_spec
 from ..guard import BotCodeError, run_bot_code
 from ..sessions import Session
 from .actions import BUILTIN_ACTIONS, MODULE_ACTIONS, SKILL_ACTIONS, builtin_name
-from .content import ContentError, pick
+from .content import SILENT_REPLY_TYPES, ContentError, pick
 from .jsexpr import compile_condition
 from .jsvalues import UNDEFINED
 from .model import Action, BotpressBot, Flow, Node, Say, as_dict, as_str
@@ -276,6 +276,8 @@ class Turn:
         return {"temp": self.temp, "context": self.context, "nluContexts": self.nlu_contexts, "messages": self.messages}
 
     def reply(self, reply: dict[str, Any]) -> None:
+        if reply.get("type") in SILENT_REPLY_TYPES:
+            return
         if self.delay_ms:
             reply["delay"] = self.delay_ms
             self.delay_ms = 0

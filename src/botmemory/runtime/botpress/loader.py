@@ -11,7 +11,15 @@ Custom code: a JavaScript action ``actions/<name>.js`` or hook
 (``<name>.py``): actions define ``async def <name>(ctx, **args)`` (the name
 with ``-`` and ``.`` as ``_``, or the file's only public ``async def``),
 hooks ``async def <hook>(bp, event)``. A JavaScript file named like a
-built-in action is the built-in (v11 bots carry copies of them): ignored.
+built-in or natively run module action is that action (v11 bots carry
+copies of them, some v12 exports copies of ``basic-skills``): ignored. So
+is a JavaScript action no flow calls (Botpress never runs it either; it is
+listed only when the bot fails for another reason), and so
+are the files Botpress itself skips (a name starting with ``.`` is
+disabled) and the unmodified copies of Botpress's own module hooks whose
+job this runtime does natively (``hooks/<hook>/builtin/00_dialog_engine.js``
+and the like, which exports of v12 bots carry with the ``//CHECKSUM:`` line
+Botpress writes on the files it copies; an edited copy is custom code).
 
 An optional ``botmemory.yaml`` beside ``bot.config.json`` holds what
 Botpress has no place for: ``retention`` (policies, as in ``bot.yaml``),
@@ -21,6 +29,7 @@ when the folder's own clues are not enough).
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -66,6 +75,21 @@ HOOKS: Final = (
 #: Skills whose generated flows this runtime runs (``node.skill``).
 KNOWN_SKILLS: Final = frozenset({"choice", "Slot", "CallAPI", "SendEmail", "HitlNext"})
 
+#: Botpress's own module hooks (hook, module, file) whose job this runtime does natively: the dialog
+#: engine, the NLU contexts, slot extraction, webchat short links. Unmodified copies of them are ignored.
+NATIVE_MODULE_HOOKS: Final = frozenset(
+    {
+        ("after_incoming_middleware", "builtin", "00_dialog_engine.js"),
+        ("after_incoming_middleware", "builtin", "01_expire_nlu_contexts.js"),
+        ("before_incoming_middleware", "builtin", "apply_nlu_contexts.js"),
+        ("after_incoming_middleware", "basic-skills", "05_extract_slots.js"),
+        ("after_incoming_middleware", "builtin", "05_extract_slots.js"),
+        ("after_bot_mount", "builtin", "00_create_shortlink.js"),
+        ("after_bot_unmount", "builtin", "00_delete_shortlink.js"),
+    }
+)
+_CHECKSUM: Final = "//CHECKSUM:"
+
 _MAX_FILE_BYTES: Final = 10 * 1024 * 1024
 _DEFAULT_TIMEOUT_S: Final = 1800.0
 _IDENT_RE: Final = re.compile(r"[^A-Za-z0-9_]")
@@ -100,6 +124,35 @@ def _read_json(path: Path, rel: str, problems: list[str]) -> Any:
     return None
 
 
+def _disabled(path: Path) -> bool:
+    """Botpress skips action and hook files whose name starts with ``.`` (``.00_recorder.js``)."""
+    return path.name.startswith(".")
+
+
+def is_unmodified_module_copy(path: Path) -> bool:
+    """A file Botpress copied from a module, unchanged: ``//CHECKSUM:<sha256 of the rest>`` on its first line.
+
+    Botpress writes that line (with the server's line ending) when it copies
+    a module's hooks into ``data/global``; the hash no longer matches once
+    someone edits the file.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.startswith(_CHECKSUM):
+        return False
+    for eol in ("\r\n", "\n"):
+        first, found, rest = text.partition(eol)
+        if found and hashlib.sha256(rest.encode("utf-8")).hexdigest() == first[len(_CHECKSUM) :].strip():
+            return True
+    return False
+
+
+def _native_module_hook(parts: tuple[str, ...], path: Path) -> bool:
+    return len(parts) == 3 and parts in NATIVE_MODULE_HOOKS and is_unmodified_module_copy(path)
+
+
 def _duration_s(raw: Any) -> float | None:
     """A Botpress ``ms``-style duration (``"5m"``, ``"30 minutes"``) in seconds, or None."""
     from .actions import ms_duration
@@ -112,6 +165,7 @@ class _Loader:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.problems: list[str] = []
+        self.unused_js: list[str] = []
         self.bot: BotpressBot | None = None
 
     def problem(self, message: str) -> None:
@@ -376,10 +430,12 @@ class _Loader:
         for path in sorted(folder.rglob("*")):
             if path.suffix not in (".js", ".py") or not path.is_file():
                 continue
+            if _disabled(path):
+                continue
             name = path.relative_to(folder).with_suffix("").as_posix()
             rel = self.rel(path)
             if path.suffix == ".js":
-                if path.with_suffix(".py").is_file() or builtin_name(name) is not None:
+                if path.with_suffix(".py").is_file() or builtin_name(name) is not None or name in MODULE_ACTIONS:
                     continue
                 missing[name] = rel
                 continue
@@ -412,8 +468,10 @@ class _Loader:
             rel = self.rel(path)
             parts = path.relative_to(folder).parts
             hook = parts[0] if len(parts) > 1 else ""
+            if _disabled(path):
+                continue
             if path.suffix == ".js":
-                if not path.with_suffix(".py").is_file():
+                if not path.with_suffix(".py").is_file() and not _native_module_hook(parts, path):
                     self.problem(
                         f"{rel}: JavaScript hook with no Python replacement "
                         f"({path.with_suffix('.py').relative_to(self.folder).as_posix()} "
@@ -565,11 +623,14 @@ class _Loader:
                         self.say(bot, f"say @{content_type}", node.content.get("formData") or {}, flow, where)
         for name, file in sorted(missing_js.items()):
             used = users_of_js.get(name)
-            self.problem(
+            message = (
                 f"{file}: JavaScript action with no Python replacement "
                 f"({file[:-3]}.py defining async def {_IDENT_RE.sub('_', Path(file).stem)}(ctx, **args))"
-                + (f"; used by {', '.join(used)}" if used else "")
             )
+            if used:
+                self.problem(f"{message}; used by {', '.join(used)}")
+            else:  # no flow calls it: Botpress never runs it either (listed only if the bot fails anyway)
+                self.unused_js.append(message)
 
     def condition(self, bot: BotpressBot, source: str, flow: Flow, where: str) -> None:
         if source in bot.conditions:
@@ -650,6 +711,12 @@ class _Loader:
         elif name in missing_js:
             users_of_js.setdefault(name, []).append(f"{flow.file} {where}")
             return
+        elif not name:
+            self.problem(
+                f"{flow.file}: {where}: an empty instruction {text!r} (Botpress runs it as an action named '', "
+                "which does not exist: remove it from the node)"
+            )
+            return
         else:
             self.problem(
                 f"{flow.file}: {where}: unknown action {name!r} (no built-in of that name and no actions/{name}.py)"
@@ -718,7 +785,9 @@ def load_botpress_bot(folder: Path | str) -> BotpressBot:
     loader.nlu(bot)
     loader.check(bot, missing_js)
     if loader.problems:
-        raise BotpressLoadError(loader.problems)
+        raise BotpressLoadError(loader.problems + loader.unused_js)
+    for message in loader.unused_js:
+        logger.warning("bot %s: %s; no flow calls it: ignored", bot.id, message)
     return bot
 
 
