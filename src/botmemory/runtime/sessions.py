@@ -116,9 +116,7 @@ class SessionStore:
 
     async def find_expired(self, conversation_id: str) -> Session | None:
         """The timed-out session of a conversation that no one has ended yet, if any."""
-        rows = await self._store.backend.scan_expired(
-            self._kvs.namespace, conversation_id, self._store.clock.now(), _EXPIRED_SCAN
-        )
+        rows = await self._kvs.expired_rows(conversation_id, _EXPIRED_SCAN)
         for row in rows:
             if row.key == conversation_id:
                 return _readable(row.key, row.value)
@@ -126,7 +124,7 @@ class SessionStore:
 
     async def expired(self, limit: int) -> list[tuple[str, Session]]:
         """Up to ``limit`` timed-out sessions, oldest deadline first."""
-        rows = await self._store.backend.scan_expired(self._kvs.namespace, "", self._store.clock.now(), limit)
+        rows = await self._kvs.expired_rows("", limit)
         return [(row.key, _readable(row.key, row.value)) for row in rows]
 
     async def save(self, conversation_id: str, session: Session, version: int, timeout: float) -> int:
@@ -202,8 +200,7 @@ class ConversationLease:
 
     async def try_acquire(self) -> bool:
         """Take the lease if it is free; True when taken."""
-        backend, clock = self._store.backend, self._store.clock
-        self.lease = await backend.acquire_lock(self.name, self.owner, self.ttl, clock.now())
+        self.lease = await self._store.acquire_lock(self.name, self.owner, self.ttl)
         return self.lease is not None
 
     async def acquire(self) -> None:
@@ -224,7 +221,7 @@ class ConversationLease:
         """Give the lease back (no-op when not held)."""
         if self.lease is not None:
             self.lease = None
-            await self._store.backend.release_lock(self.name, self.owner)
+            await self._store.release_lock(self.name, self.owner)
 
     async def __aenter__(self) -> ConversationLease:
         await self.acquire()
