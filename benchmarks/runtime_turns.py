@@ -14,7 +14,7 @@ hooks, JSON), and the echo turns' rate and store calls (one of which is the
 example bot's own ``after_incoming`` hook).
 
 Each backend is measured twice in the same run: as shipped, and "before
-batching", with the backend's ``TurnBatching`` capability hidden, which is
+batching", with ``Runtime.batching`` turned off, which is
 exactly the runtime before turns were batched (one call per read and write,
 the erasure guard read after every guarded write).
 """
@@ -60,18 +60,6 @@ async def _cleanup(store: botmemory.Store, bot_id: str) -> None:
     await store.bot(bot_id).kvs.delete_prefix("", all=True)
     for ns in (sessions_ns(bot_id), current_ns(bot_id), links_ns(bot_id)):
         await store.private_kvs(ns).delete_prefix("", all=True)
-
-
-class _Unbatched:
-    """The backend without its ``TurnBatching`` capability: the runtime as it was before batching."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("read_many", "write_batch"):
-            raise AttributeError(name)
-        return getattr(self._inner, name)
 
 
 Opener = Callable[[Path], Awaitable[tuple[botmemory.Store, Callable[[], Awaitable[None]]]]]
@@ -207,8 +195,8 @@ async def _measure(opener: Opener, users: int) -> tuple[dict[str, float], dict[s
                 (Path(tmp) / name).mkdir()
                 opened.append(await opener(Path(tmp) / name))
             store_before, store_after = opened[0][0], opened[1][0]
-            store_before.backend = _Unbatched(store_before.backend)  # type: ignore[assignment]
             sides = [_Side(await Runtime.open(store, bots), bot_id) for store in (store_before, store_after)]
+            sides[0].runtime.batching = False
             for side in sides:  # warm-up: one whole conversation, not timed
                 for text in SCRIPT:
                     await side.turn("warmup", text)

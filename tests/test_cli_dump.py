@@ -18,6 +18,7 @@ from typer.testing import CliRunner, Result
 import botmemory
 from botmemory import dumpfile
 from botmemory.backends.base import Backend, Row
+from botmemory.backends.ops import restore as derived_restore
 from botmemory.cli import app
 from botmemory.retention.layout import sessions_ns
 from botmemory.testing import FakeClock
@@ -138,14 +139,14 @@ async def test_dump_leaves_out_what_expired(tmp_path: Path) -> None:
 
 
 async def test_default_restore_is_exact_too(tmp_path: Path) -> None:
-    """Backend.restore's default (delete + mutate) writes the same rows as the fast ones."""
+    """The derived restore (delete + mutate, for backends without BulkLoad) writes the same rows as the fast ones."""
     rows = [
         Row("a", b'{"x":1}', 7, 4_000_000_000.0, 1_700_000_000.5),
         Row("b", b"2", 1, None, 1_700_000_001.25),
     ]
     async with open_test_store("sqlite", tmp_path) as store:
         await store.backend.restore("bot1", [rows[0]._replace(version=99)])  # overwritten below
-        await Backend.restore(store.backend, "bot1", rows)
+        await derived_restore(store.backend, "bot1", rows)
         assert sorted(await store.backend.get_many("bot1", ["a", "b"], 1_800_000_000.0)) == rows
 
 

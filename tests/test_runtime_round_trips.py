@@ -3,43 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 import botmemory
 from botmemory import Runtime
 from botmemory.backends.base import TurnBatching
+from botmemory.backends.wrapper import BackendWrapper
 from botmemory.testing import FakeClock
 from runtime_bots import EXAMPLE_BOTS, texts, write_bot
 
 #: Asyncio events the ``pause`` action of the race test waits on (the bot's code imports this module).
 GATE: dict[str, asyncio.Event] = {}
+T = TypeVar("T")
 
 
-class CountingBackend:
-    """Passes every call to ``inner`` and records ``(method, first arguments, task)`` of the coroutine ones."""
+class CountingBackend(BackendWrapper):
+    """Records ``(method, first arguments, task)`` of every call that reaches the backend."""
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.calls: list[tuple[str, tuple[Any, ...], asyncio.Task[Any] | None]] = []
+    calls: list[tuple[str, tuple[Any, ...], asyncio.Task[Any] | None]]
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not asyncio.iscoroutinefunction(attr):
-            return attr
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, args[:2], asyncio.current_task()))
-            return await attr(*args, **kwargs)
-
-        return call
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        self.calls.append((fn.__name__, args[:2], asyncio.current_task()))
+        return await fn(*args, **kwargs)
 
 
 async def _example_runtime(store: botmemory.Store) -> tuple[Runtime, CountingBackend]:
-    counting = CountingBackend(store.backend)
-    store.backend = counting  # type: ignore[assignment]  # the runtime's store is built over it
+    counting = store.wrap_backend(CountingBackend)  # under the runtime's own wrappers: real calls only
+    counting.calls = []
     return await Runtime.open(store, EXAMPLE_BOTS, only=["example"]), counting
 
 

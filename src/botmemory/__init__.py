@@ -34,14 +34,31 @@ from .errors import (
 from .kvs import KVS, Entry
 from .limits import Limits
 from .memory import DialogMemory, Scope
-from .store import DEFAULT_URL, Bot, Store, StoreOpener, open
+from .store import DEFAULT_URL, Bot, Store, StoreOpener, open, register_bot_extension, register_bot_hook
 from .sync import SyncStore, open_sync
+from .version import __version__
 
 if TYPE_CHECKING:
     from .retention.policy import RetentionConfig
     from .runtime import Runtime
 
-__version__ = "0.1.0"
+# Retention attaches itself to every bot handle from here, the package's
+# top, so the store below never imports it. The import waits for the first
+# handle, so `import botmemory` stays cheap.
+def _attach_retention(bot: Bot) -> None:
+    from .retention.users import install_hooks
+
+    install_hooks(bot)
+
+
+def _users(bot: Bot) -> Any:
+    from .retention.users import Users
+
+    return Users(bot)
+
+
+register_bot_hook(_attach_retention)
+register_bot_extension("users", _users)
 
 
 def __getattr__(name: str) -> Any:

@@ -163,9 +163,7 @@ class DumpSummary:
 
 async def count_live(store: Store, owners: frozenset[str] | None = None) -> int:
     """Live entries a dump of ``owners`` (None: everything) would write, for a progress bar."""
-    now = store.clock.now()
-    backend = store.backend
-    return sum([await backend.count(ns, now) for ns in await backend.namespaces() if _selected(ns, owners)])
+    return sum([await store.kvs(ns).count() for ns in await store.namespaces() if _selected(ns, owners)])
 
 
 async def write_dump(
@@ -189,21 +187,21 @@ async def write_dump(
     Raises:
         StoreError: the backend failed, or returned keys out of order.
     """
-    backend = store.backend
     now = store.clock.now()  # one instant: entries live at the dump's start are written
-    header = {"format": FORMAT, "version": VERSION, "source": backend.name, "time": _rfc3339(now)}
+    header = {"format": FORMAT, "version": VERSION, "source": store.backend_name, "time": _rfc3339(now)}
     out.write(orjson.dumps(header) + b"\n")
     summary = DumpSummary()
-    for ns in sorted(n for n in await backend.namespaces() if _selected(n, owners)):
+    for ns in sorted(n for n in await store.namespaces() if _selected(n, owners)):
+        kvs = store.kvs(ns)
         after: str | None = None
         written = 0
         while True:
-            keys = await backend.scan(ns, "", after, PAGE, now)
+            keys = await kvs.scan_keys("", after, PAGE, at=now)
             if not keys:
                 break
             if (after is not None and keys[0] <= after) or any(a >= b for a, b in itertools.pairwise(keys)):
-                raise StoreError(f"the {backend.name} backend listed keys of {ns!r} out of code point order")
-            rows = {row.key: row for row in await backend.get_many(ns, keys, now)}
+                raise StoreError(f"the {store.backend_name} backend listed keys of {ns!r} out of code point order")
+            rows = {row.key: row for row in await kvs.rows(keys, at=now)}
             lines = [_entry_line(ns, rows[k]) for k in keys if k in rows]
             out.write(b"".join(lines))
             written += len(lines)
@@ -485,7 +483,7 @@ def resume_hint(progress: LoadProgress) -> str:
 async def pending_loads(store: Store) -> list[dict[str, Any]]:
     """The manifests of the loads staged in ``store`` and not swapped in (interrupted ones, or running)."""
     found = []
-    for ns in await store.backend.namespaces():
+    for ns in await store.namespaces():
         if ns.startswith(STAGING_PREFIX) and "/" not in ns[len(STAGING_PREFIX) :]:
             manifest = await store.private_kvs(ns).get(_MANIFEST)
             if isinstance(manifest, dict):
@@ -501,14 +499,13 @@ async def abort_loads(store: Store, digest: str | None = None) -> int:
     Returns:
         How many loads were discarded.
     """
-    backend = store.backend
-    names = [ns for ns in await backend.namespaces() if ns.startswith(STAGING_PREFIX)]
+    names = [ns for ns in await store.namespaces() if ns.startswith(STAGING_PREFIX)]
     ids = {ns[len(STAGING_PREFIX) :].split("/", 1)[0] for ns in names}
     if digest is not None:
         ids &= {digest[:24]}
     doomed = {ns: None for ns in names if ns[len(STAGING_PREFIX) :].split("/", 1)[0] in ids}
     if doomed:
-        await backend.replace_namespaces(doomed)
+        await store.replace_namespaces(doomed)
     return len(ids)
 
 
@@ -531,8 +528,7 @@ async def _uninterrupted(step: Awaitable[None]) -> None:
 
 
 async def _occupied(store: Store, targets: Sequence[str]) -> list[str]:
-    now = store.clock.now()
-    return [ns for ns in targets if await store.backend.count(ns, now) > 0]
+    return [ns for ns in targets if await store.kvs(ns).count() > 0]
 
 
 def _occupied_error(occupied: Sequence[str], extra: str = "") -> DumpError:
@@ -581,7 +577,6 @@ async def load(
             none to resume, or the options differ from the interrupted load's.
         StoreError: the backend failed; the targets are unchanged.
     """
-    backend = store.backend
     progress = progress if progress is not None else LoadProgress()
     digest = file_digest(stream)
     load_id = progress.load_id = digest[:24]
@@ -632,7 +627,7 @@ async def load(
         nonlocal staged
         if pending_ns is None or not pending:
             return
-        await backend.restore(_staging_ns(load_id, pending_ns), pending)
+        await store.restore(_staging_ns(load_id, pending_ns), pending)
         staged += len(pending)
         await manifest_kvs.set(_MANIFEST, {**manifest, "staged": staged, "position": [pending_ns, pending[-1].key]})
         progress.staged = staged
@@ -658,7 +653,7 @@ async def load(
             raise _occupied_error(occupied, f"; {resume_hint(progress)}")
     moves: dict[str, str | None] = {target: _staging_ns(load_id, target) for target in targets}
     moves[_manifest_ns(load_id)] = None
-    await _uninterrupted(backend.replace_namespaces(moves))
+    await _uninterrupted(store.replace_namespaces(moves))
     progress.done = True
     progress.staging = False
 

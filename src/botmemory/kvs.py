@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from .backends.base import KEEP, Backend, Keep, Mutation, Row
+from .backends.base import KEEP, Keep, Mutation, Purged, Row
+from .backends.ops import Ops
 from .clock import Clock
 from .codec import decode, encode
 from .errors import (
@@ -122,10 +123,10 @@ class KVS:
     """
 
     sync_handle = True  # the sync facade wraps it (botmemory.sync)
-    __slots__ = ("_backend", "_clock", "_limits", "_max_keys", "namespace", "on_delete", "write_hook")
+    __slots__ = ("_clock", "_limits", "_max_keys", "_ops", "namespace", "on_delete", "write_hook")
 
-    def __init__(self, backend: Backend, namespace: str, clock: Clock, limits: Limits, *, quota: bool = True) -> None:
-        self._backend = backend
+    def __init__(self, ops: Ops, namespace: str, clock: Clock, limits: Limits, *, quota: bool = True) -> None:
+        self._ops = ops
         self._clock = clock
         self._limits = limits
         self._max_keys = limits.max_keys_per_bot if quota else None
@@ -136,7 +137,11 @@ class KVS:
         self.on_delete: Callable[[str, int], Awaitable[None]] | None = None
 
     def __repr__(self) -> str:
-        return f"<KVS {self.namespace!r} on {self._backend.name}>"
+        return f"<KVS {self.namespace!r} on {self._ops.name}>"
+
+    def rebind(self, ops: Ops) -> None:
+        """Send this handle's calls to ``ops`` (the store does, when it wraps its backend)."""
+        self._ops = ops
 
     # -- key checks: callers' writes obey max_key_bytes; reads also take the
     # longer keys dialog memory builds.
@@ -171,12 +176,12 @@ class KVS:
         key = validate_key(key, None)
         if path is None:
             # the hot path, inline: one coroutine less than going through _get
-            row = await self._backend.get(self.namespace, key, self._clock.now())
+            row = await self._ops.get(self.namespace, key, self._clock.now())
             return default if row is None else decode(row.value)
         return await self._get(key, parse_path(path), default)
 
     async def _get(self, key: str, segments: tuple[Segment, ...] | None, default: Any = None) -> Any:
-        row = await self._backend.get(self.namespace, key, self._clock.now())
+        row = await self._ops.get(self.namespace, key, self._clock.now())
         if row is None:
             return default
         value = decode(row.value)
@@ -187,12 +192,12 @@ class KVS:
 
     async def get_entry(self, key: str) -> Entry | None:
         """The value with its version and times, or None when missing or expired."""
-        row = await self._backend.get(self.namespace, self._rkey(key), self._clock.now())
+        row = await self._ops.get(self.namespace, self._rkey(key), self._clock.now())
         return None if row is None else _entry(row)
 
     async def exists(self, key: str) -> bool:
         """True for any live stored value, including ``0``, ``False``, ``""`` and ``None``."""
-        return await self._backend.get(self.namespace, self._rkey(key), self._clock.now()) is not None
+        return await self._ops.get(self.namespace, self._rkey(key), self._clock.now()) is not None
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Live keys among ``keys`` with their values, in the order asked."""
@@ -202,7 +207,7 @@ class KVS:
     async def _get_many(self, keys: list[str]) -> dict[str, Any]:
         if not keys:
             return {}
-        rows = {r.key: r for r in await self._backend.get_many(self.namespace, keys, self._clock.now())}
+        rows = {r.key: r for r in await self._ops.get_many(self.namespace, keys, self._clock.now())}
         return {k: decode(rows[k].value) for k in keys if k in rows}
 
     def keys(self, prefix: str = "", *, limit: int | None = None, after: str | None = None) -> AsyncIterator[str]:
@@ -220,7 +225,7 @@ class KVS:
         left = limit
         while left is None or left > 0:
             page = _PAGE if left is None else min(_PAGE, left)
-            batch = await self._backend.scan(self.namespace, prefix, after, page, self._clock.now())
+            batch = await self._ops.scan(self.namespace, prefix, after, page, self._clock.now())
             for key in batch:
                 yield key
             if len(batch) < page:
@@ -237,7 +242,7 @@ class KVS:
         """
         key = self._rkey(key)
         now = self._clock.now()
-        row = await self._backend.get(self.namespace, key, now)
+        row = await self._ops.get(self.namespace, key, now)
         if row is None:
             raise KeyNotFoundError(f"key {key!r} does not exist")
         return None if row.expires_at is None else row.expires_at - now
@@ -248,8 +253,65 @@ class KVS:
         For metrics of expired reads refused: call it after a read missed.
         """
         key = self._rkey(key)
-        rows = await self._backend.scan_expired(self.namespace, key, self._clock.now(), 100)
+        rows = await self._ops.scan_expired(self.namespace, key, self._clock.now(), 100)
         return any(row.key == key for row in rows)
+
+    # -- rows: stored bytes with their metadata, for the features built on
+    # the store (retention, sessions, dump/load, the CLI). No key checks, no
+    # hooks: callers pass keys they read or built themselves.
+    async def row(self, key: str) -> Row | None:
+        """The live row of ``key`` (value still encoded), or None."""
+        return await self._ops.get(self.namespace, key, self._clock.now())
+
+    async def rows(self, keys: Sequence[str], *, at: float | None = None) -> list[Row]:
+        """The live rows among ``keys`` (any order; missing and expired left out).
+
+        ``at``: the instant that decides what is live (default: the clock's
+        now), so that several reads see one instant (a dump).
+        """
+        if not keys:
+            return []
+        return await self._ops.get_many(self.namespace, keys, self._clock.now() if at is None else at)
+
+    async def scan_keys(
+        self, prefix: str = "", after: str | None = None, limit: int = _PAGE, *, at: float | None = None
+    ) -> list[str]:
+        """One page of live keys under the literal ``prefix``, strictly after ``after``, in code point order."""
+        return await self._ops.scan(self.namespace, prefix, after, limit, self._clock.now() if at is None else at)
+
+    async def expired_rows(self, prefix: str = "", limit: int = _PAGE) -> list[Row]:
+        """Up to ``limit`` expired rows under ``prefix`` not purged yet, oldest deadline first."""
+        return await self._ops.scan_expired(self.namespace, prefix, self._clock.now(), limit)
+
+    async def count(self) -> int:
+        """The number of live keys."""
+        return await self._ops.count(self.namespace, self._clock.now())
+
+    async def mutate_row(self, key: str, fn: Callable[[Row | None], Mutation | None]) -> int | None:
+        """``Backend.mutate`` on this namespace, without quota or hooks: the new version, or None."""
+        return await self._ops.mutate(self.namespace, key, fn, self._clock.now(), None)
+
+    async def put_row(self, key: str, value: bytes, expires_at: float | Keep | None) -> int:
+        """Write encoded ``value`` with an absolute expiry, without quota or hooks; the new version."""
+        return await self._ops.put(self.namespace, key, value, expires_at, self._clock.now(), None)
+
+    async def set_row_expiry(self, key: str, expires_at: float | None) -> bool:
+        """Set a live key's absolute expiry (version unchanged), without hooks; False when missing."""
+        return await self._ops.set_expiry(self.namespace, key, expires_at, self._clock.now())
+
+    async def delete_keys(self, keys: Sequence[str]) -> int:
+        """Delete ``keys`` (live or expired) without key checks or the audit hook; how many were live."""
+        return await self._delete(list(keys)) if keys else 0
+
+    async def delete_under(self, prefix: str) -> int:
+        """Delete every key under the literal ``prefix`` without the audit hook; how many were live."""
+        return await self._delete_prefix(prefix)
+
+    async def purge_expired_rows(self, limit: int, keep: Sequence[str] = ()) -> list[Purged]:
+        """Delete up to ``limit`` expired rows, oldest first, except under the literal prefixes ``keep``."""
+        return await self._ops.purge_expired(
+            self._clock.now(), limit, self.namespace, [(self.namespace, p) for p in keep]
+        )
 
     # -- writes ------------------------------------------------------------
     async def set(
@@ -304,7 +366,7 @@ class KVS:
         if hook is not None:
             exp, keep_cap = await _apply_cap(hook, key, exp, now)
         if segments is None and expected is None and keep_cap is None:
-            version = await self._backend.put(self.namespace, key, data, exp, now, self._max_keys)
+            version = await self._ops.put(self.namespace, key, data, exp, now, self._max_keys)
         else:
 
             def change(row: Row | None) -> Mutation:
@@ -318,7 +380,7 @@ class KVS:
                 root = None if row is None else decode(row.value)
                 return Mutation(encode(set_path(root, segments, value, missing_root=row is None), limits), new_exp)
 
-            mutated = await self._backend.mutate(self.namespace, key, change, now, self._max_keys)
+            mutated = await self._ops.mutate(self.namespace, key, change, now, self._max_keys)
             assert mutated is not None
             version = mutated
         if hook is not None:
@@ -334,7 +396,7 @@ class KVS:
         if hook is not None:
             exp, _ = await _apply_cap(hook, key, exp, now)
         mutation = Mutation(encode(value, self._limits), exp)
-        version = await self._backend.mutate(
+        version = await self._ops.mutate(
             self.namespace, key, lambda row: mutation if row is None else None, now, self._max_keys
         )
         if version is not None and hook is not None:
@@ -374,7 +436,7 @@ class KVS:
             result[:] = [number]
             return Mutation(encode(new_root, limits), exp if keep_cap is None else _capped(row, keep_cap))
 
-        version = await self._backend.mutate(self.namespace, key, change, now, self._max_keys)
+        version = await self._ops.mutate(self.namespace, key, change, now, self._max_keys)
         if hook is not None and version is not None:
             await hook.written(((key, version),), now)
         return result[0]
@@ -384,10 +446,10 @@ class KVS:
         return await self._delete([self._rkey(key)]) > 0
 
     async def _delete(self, keys: list[str]) -> int:
-        return await self._backend.delete(self.namespace, keys, self._clock.now()) if keys else 0
+        return await self._ops.delete(self.namespace, keys, self._clock.now()) if keys else 0
 
     async def _delete_prefix(self, prefix: str) -> int:
-        return await self._backend.delete_prefix(self.namespace, prefix, self._clock.now())
+        return await self._ops.delete_prefix(self.namespace, prefix, self._clock.now())
 
     async def set_many(self, mapping: Mapping[str, Any], *, expiry: Any = None) -> list[int]:
         """Store several keys, all or nothing; the new versions in the mapping's order."""
@@ -400,7 +462,7 @@ class KVS:
         exp = expires_at(expiry, now)
         hook = self.write_hook
         if hook is None or not any(hook.wants(key) for key, _ in items):
-            return await self._backend.put_many(self.namespace, items, exp, now, self._max_keys)
+            return await self._ops.put_many(self.namespace, items, exp, now, self._max_keys)
         return await self._set_many_with_hook(hook, items, exp, now)
 
     async def _set_many_with_hook(
@@ -416,10 +478,10 @@ class KVS:
             wanted[key] = capped
         deadlines = [w for w in wanted.values() if w is not None]
         first = min(deadlines) if deadlines else None
-        versions = await self._backend.put_many(self.namespace, items, first, now, self._max_keys)
+        versions = await self._ops.put_many(self.namespace, items, first, now, self._max_keys)
         for key, want in wanted.items():
             if want != first:
-                await self._backend.set_expiry(self.namespace, key, want, now)
+                await self._ops.set_expiry(self.namespace, key, want, now)
         await hook.written(list(zip((k for k, _ in items), versions, strict=True)), now)
         return versions
 
@@ -451,7 +513,7 @@ class KVS:
         if hook is not None:  # a retention policy caps a longer expiry
             exp, _ = await _apply_cap(hook, key, exp, now)
         assert not isinstance(exp, Keep)
-        return await self._backend.set_expiry(self.namespace, key, exp, now)
+        return await self._ops.set_expiry(self.namespace, key, exp, now)
 
     async def persist(self, key: str) -> bool:
         """Remove the expiry; False when the key is missing or had none.
@@ -464,8 +526,8 @@ class KVS:
         if hook is not None:
             cap = await hook.cap(key, now)
             if cap is not None:
-                return await self._backend.set_expiry(self.namespace, key, cap[0], now)
-        return await self._backend.set_expiry(self.namespace, key, None, now)
+                return await self._ops.set_expiry(self.namespace, key, cap[0], now)
+        return await self._ops.set_expiry(self.namespace, key, None, now)
 
     # -- Botpress names ------------------------------------------------------
     async def get_storage_with_expiry(self, key: str) -> Any:

@@ -1,23 +1,54 @@
-"""``open(url)``: a ``Store`` over one backend, and ``Bot`` handles."""
+"""``open(url)``: a ``Store`` over one backend, and ``Bot`` handles.
+
+The store reaches its backend through ``backends.ops.Ops`` (the eight
+primitives plus what is derived from them) and knows nothing of the
+features built on it. Those attach themselves from outside:
+
+- ``register_bot_hook(fn)``: ``fn(bot)`` runs for every new ``Bot`` handle
+  (retention installs its write hook on the handle's KVS this way);
+- ``register_bot_extension(name, factory)``: ``bot.extension(name)`` is
+  ``factory(bot)``, made once per handle (``bot.users`` is retention's);
+- ``store.wrap_backend(wrapper)``: every call goes through a
+  ``backends.wrapper.BackendWrapper`` from then on (the runtime meters its
+  turns' store calls this way).
+
+``botmemory/__init__.py`` registers retention's hook and extension, so they
+are in place before any store is opened.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from .backends.base import PRIVATE_NS_PREFIX, Backend
+from .backends.base import PRIVATE_NS_PREFIX, Backend, BulkLoad, Checkpoint, DropAll, LockLease, Locks, Purged, Row
+from .backends.ops import operations
+from .backends.ops import restore as _derived_restore
+from .backends.wrapper import BackendWrapper, wrap
 from .clock import Clock, SystemClock
-from .errors import InvalidInputError, show_value
+from .errors import InvalidInputError, StoreError, show_value
 from .keys import GLOBAL_NS, validate_bot_id
 from .kvs import KVS
 from .limits import Limits
 from .memory import DialogMemory
 
-__all__ = ["BACKENDS", "DEFAULT_URL", "Bot", "Store", "StoreOpener", "open", "open_store"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_URL",
+    "Bot",
+    "Store",
+    "StoreOpener",
+    "open",
+    "open_store",
+    "register_bot_extension",
+    "register_bot_hook",
+]
 
 DEFAULT_URL = "sqlite:///./botmemory.db"
+
+W = TypeVar("W", bound=BackendWrapper)
 
 #: URL scheme -> module whose ``open_backend(url, **options)`` opens it.
 #: Drivers are imported only when their scheme is used.
@@ -31,6 +62,21 @@ BACKENDS: dict[str, str] = {
 }
 
 
+_BOT_HOOKS: list[Callable[[Bot], None]] = []
+_BOT_EXTENSIONS: dict[str, Callable[[Bot], Any]] = {}
+
+
+def register_bot_hook(hook: Callable[[Bot], None]) -> None:
+    """Run ``hook(bot)`` for every ``Bot`` handle made from now on (once per hook)."""
+    if hook not in _BOT_HOOKS:
+        _BOT_HOOKS.append(hook)
+
+
+def register_bot_extension(name: str, factory: Callable[[Bot], Any]) -> None:
+    """Make ``bot.extension(name)`` return ``factory(bot)`` (made once per handle)."""
+    _BOT_EXTENSIONS[name] = factory
+
+
 class Bot:
     """A handle bound to one bot: its KVS and its dialog memory."""
 
@@ -40,17 +86,16 @@ class Bot:
     def __init__(self, store: Store, bot_id: str) -> None:
         self.store = store
         self.id = bot_id
-        self.kvs = KVS(store.backend, bot_id, store.clock, store.limits)
+        self.kvs = KVS(store._ops, bot_id, store.clock, store.limits)
         self.memory = DialogMemory(self.kvs, store.limits.max_id_bytes)
         self._extras: dict[str, Any] = {}
         self._retention: Any = None
-        # Retention sits above the store, hence the deferred import. Its hook
-        # applies ``self.retention``'s policies to writes (none while it is
-        # None) and keeps a write that races a user's erasure from bringing
-        # the user's data back (see botmemory.retention.users).
-        from .retention.users import install_hooks
-
-        install_hooks(self)
+        # Features above the store attach here: retention's hook applies
+        # ``self.retention``'s policies to writes (none while it is None) and
+        # keeps a write that races a user's erasure from bringing the user's
+        # data back (see botmemory.retention.users).
+        for hook in _BOT_HOOKS:
+            hook(self)
 
     def __repr__(self) -> str:
         return f"<Bot {self.id!r}>"
@@ -68,31 +113,88 @@ class Bot:
     def retention(self, config: Any) -> None:
         self._retention = config
 
+    def extension(self, name: str) -> Any:
+        """The extension ``name`` of this handle (see ``register_bot_extension``), made at first use.
+
+        Raises:
+            LookupError: nothing registered that name.
+        """
+        found = self._extras.get(name)
+        if found is None:
+            factory = _BOT_EXTENSIONS.get(name)
+            if factory is None:
+                raise LookupError(f"no bot extension {name!r} is registered")
+            found = self._extras[name] = factory(self)
+        return found
+
     @property
     def users(self) -> Any:
-        """Export, erase and legal hold of users (``botmemory.retention``)."""
-        users = self._extras.get("users")
-        if users is None:
-            from .retention.users import Users
-
-            users = self._extras["users"] = Users(self)
-        return users
+        """Export, erase and legal hold of users (``botmemory.retention.Users``)."""
+        return self.extension("users")
 
 
 class Store:
     """Everything stored behind one URL: every bot, plus the server-wide KVS."""
 
     def __init__(self, backend: Backend, *, clock: Clock | None = None, limits: Limits | None = None) -> None:
-        self.backend = backend
+        self._bind(backend)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.limits = limits if limits is not None else Limits()
-        self.global_kvs = KVS(backend, GLOBAL_NS, self.clock, self.limits, quota=False)
+        self.global_kvs = KVS(self._ops, GLOBAL_NS, self.clock, self.limits, quota=False)
         self._bots: dict[str, Bot] = {}
         self._private: dict[str, KVS] = {}
         self._closed = False
 
+    def _bind(self, backend: Backend) -> None:
+        # what each call goes to: the operations (derived where the backend
+        # has no FastPaths), and each capability, checked once
+        self._backend = backend
+        self._ops = operations(backend)
+        self._locks = backend if isinstance(backend, Locks) else None
+        self._bulk = backend if isinstance(backend, BulkLoad) else None
+        self._checkpointer = backend if isinstance(backend, Checkpoint) else None
+        self._dropper = backend if isinstance(backend, DropAll) else None
+
     def __repr__(self) -> str:
         return f"<Store {self.backend.describe()}>"
+
+    @property
+    def backend(self) -> Backend:
+        """The backend every call goes through (the outermost wrapper, if any)."""
+        return self._backend
+
+    @property
+    def backend_name(self) -> str:
+        """The URL scheme of the backend behind any wrappers (``"sqlite"``…), for messages."""
+        return self._backend.name
+
+    @property
+    def loop_bound(self) -> bool:
+        """Whether the backend may only be used from the event loop that opened it."""
+        return self._backend.loop_bound
+
+    def describe(self) -> dict[str, Any]:
+        """A few facts about the backend for status output (no secrets)."""
+        return self._backend.describe()
+
+    def wrap_backend(self, wrapper: type[W]) -> W:
+        """Route every call of this store's handles through a ``wrapper`` around the backend; returns it.
+
+        The wrapper declares the capabilities of the backend it wraps
+        (``backends.wrapper.wrap``). Every KVS handle of the store uses it
+        from then on. A wrapper class already installed is not installed
+        twice: the installed one is returned.
+        """
+        inner: Backend | None = self._backend
+        while inner is not None:
+            if isinstance(inner, wrapper):
+                return inner
+            inner = inner.inner if isinstance(inner, BackendWrapper) else None
+        wrapped = wrap(wrapper, self._backend)
+        self._bind(wrapped)
+        for kvs in (self.global_kvs, *(bot.kvs for bot in self._bots.values()), *self._private.values()):
+            kvs.rebind(self._ops)
+        return wrapped
 
     def bot(self, bot_id: str) -> Bot:
         """The handle of bot ``bot_id`` (``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``)."""
@@ -107,24 +209,112 @@ class Store:
             raise InvalidInputError(f"private namespaces start with {PRIVATE_NS_PREFIX!r}")
         kvs = self._private.get(namespace)
         if kvs is None:
-            kvs = self._private[namespace] = KVS(self.backend, namespace, self.clock, self.limits, quota=False)
+            kvs = self._private[namespace] = KVS(self._ops, namespace, self.clock, self.limits, quota=False)
+        return kvs
+
+    def kvs(self, namespace: str) -> KVS:
+        """A plain KVS over any namespace (no quota, no write hooks), for tools that handle rows.
+
+        Dump/load and retention read and write rows of every namespace
+        through it (``KVS.rows``, ``scan_keys``, ``delete_under``…); a bot's
+        own writes go through ``store.bot(id).kvs``, which applies its quota
+        and retention.
+        """
+        if namespace == GLOBAL_NS:
+            return self.global_kvs
+        kvs = self._private.get(namespace)
+        if kvs is None:
+            kvs = self._private[namespace] = KVS(self._ops, namespace, self.clock, self.limits, quota=False)
         return kvs
 
     async def bots(self) -> list[str]:
         """Ids of the bots that have stored data, sorted."""
-        return [ns for ns in await self.backend.namespaces() if not ns.startswith("__")]
+        return [ns for ns in await self._backend.namespaces() if not ns.startswith("__")]
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that holds rows (live or expired, bots' and private ones), sorted."""
+        return await self._backend.namespaces()
 
     async def purge_expired(self, *, limit: int = 1000) -> int:
         """Delete up to ``limit`` expired entries of all bots; the number deleted."""
         if type(limit) is not int or limit <= 0:
             raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
-        return len(await self.backend.purge_expired(self.clock.now(), limit))
+        return len(await self._backend.purge_expired(self.clock.now(), limit))
+
+    async def purge_expired_rows(
+        self, limit: int, namespace: str | None = None, keep: Sequence[tuple[str, str]] = ()
+    ) -> list[Purged]:
+        """Delete up to ``limit`` expired rows, oldest first, and say which (``Backend.purge_expired``).
+
+        ``namespace=None``: of every namespace but the private ones. Rows
+        under a ``(namespace, literal key prefix)`` of ``keep`` stay.
+        """
+        return await self._backend.purge_expired(self.clock.now(), limit, namespace, keep)
+
+    # -- capabilities: what only some backends can do ------------------------
+    def supports(self, capability: type) -> bool:
+        """Whether the backend declares ``capability`` (``Locks``, ``BulkLoad``… of ``botmemory.backends.base``)."""
+        return isinstance(self._backend, capability)
+
+    @property
+    def has_locks(self) -> bool:
+        """Whether the backend declares the ``Locks`` capability (every built-in one does)."""
+        return self._locks is not None
+
+    async def acquire_lock(self, name: str, owner: str, ttl: float) -> LockLease | None:
+        """Take (or renew) the named lease until now + ``ttl``; None while another owner holds it.
+
+        Raises:
+            StoreError: the backend has no ``Locks`` capability.
+        """
+        locks = self._locks
+        if locks is None:
+            raise StoreError(f"the {self.backend_name} backend has no locks (the Locks capability)")
+        return await locks.acquire_lock(name, owner, ttl, self.clock.now())
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        """Release the named lease if ``owner`` still holds it."""
+        locks = self._locks
+        return False if locks is None else await locks.release_lock(name, owner)
+
+    async def restore(self, namespace: str, rows: Sequence[Row]) -> None:
+        """Write ``rows`` exactly as given (``BulkLoad.restore``, else derived: slower and not atomic)."""
+        if self._bulk is not None:
+            await self._bulk.restore(namespace, rows)
+        else:
+            await _derived_restore(self._backend, namespace, rows)
+
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        """``BulkLoad.replace_namespaces``: all moves in one atomic step.
+
+        Raises:
+            StoreError: the backend has no ``BulkLoad`` capability (nothing changed), or failed.
+        """
+        if self._bulk is None:
+            raise StoreError(f"the {self.backend_name} backend cannot replace namespaces atomically")
+        await self._bulk.replace_namespaces(moves)
+
+    async def checkpoint(self) -> bool:
+        """Flush the backend's write-ahead log (``Checkpoint``); False when it has none."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            return False
+        await checkpointer.checkpoint()
+        return True
+
+    async def drop_everything(self) -> bool:
+        """Delete everything the store holds (``DropAll``, for tests); False when the backend cannot."""
+        dropper = self._dropper
+        if dropper is None:
+            return False
+        await dropper.drop_everything()
+        return True
 
     async def close(self) -> None:
         """Close the backend; idempotent."""
         if not self._closed:
             self._closed = True
-            await self.backend.close()
+            await self._backend.close()
 
     async def __aenter__(self) -> Store:
         return self

@@ -209,6 +209,6 @@ def open_sync(
     except BaseException:
         runner.stop()
         raise
-    if not store.backend.loop_bound:
+    if not store.loop_bound:
         runner.allow_direct()
     return SyncStore(store, runner)

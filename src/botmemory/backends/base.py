@@ -1,4 +1,4 @@
-"""The small interface every backend implements.
+r"""The small interface every backend implements.
 
 Backends store opaque rows ``(namespace, key) -> (value bytes, version,
 expires_at, modified_at)`` and know nothing of JSON, paths, users or flows:
@@ -6,6 +6,23 @@ the KVS layer (``botmemory.kvs``) validates and encodes, then calls these
 primitives. Every primitive takes ``now`` (epoch seconds from the store's
 clock) and treats a row with ``expires_at <= now`` as absent: it is never
 returned, counted or listed, and a write to it starts over at version 1.
+
+``Backend`` has eight abstract primitives: ``get_many``, ``scan``,
+``namespaces``, ``mutate``, ``put_many``, ``delete``, ``purge_expired`` and
+``close``. Everything else the store needs (``get``, ``put``, ``count``,
+``set_expiry``, ``delete_prefix``, ``scan_expired``, ``restore``) is derived
+from them once, in ``botmemory.backends.ops``. Optional powers are
+capabilities, small ``Protocol``\s that the store checks with
+``isinstance``:
+
+- ``FastPaths``: single-key and counting shortcuts the derived forms would
+  otherwise do with primitives (the built-in backends have them all);
+- ``Locks``: leases with fencing tokens (the runtime serialises the turns of
+  a conversation with them; every built-in backend has them);
+- ``BulkLoad``: ``restore`` rows verbatim in one transaction and
+  ``replace_namespaces`` atomically (``botmemory load``);
+- ``Checkpoint``: flush a write-ahead log into the database (after erasure);
+- ``DropAll``: delete everything the store holds (test clean-up).
 
 Each backend translates its driver's exceptions into ``StoreError``
 subclasses in one place (its ``_translate`` seam).
@@ -23,8 +40,13 @@ __all__ = [
     "PRIVATE_NS_PREFIX",
     "Backend",
     "BatchWrite",
+    "BulkLoad",
+    "Checkpoint",
+    "DropAll",
+    "FastPaths",
     "Keep",
     "LockLease",
+    "Locks",
     "Mutation",
     "Purged",
     "Row",
@@ -68,10 +90,16 @@ class Mutation:
 
     ``expires_at`` is an absolute epoch time, ``None`` for no expiry, or
     ``KEEP`` to keep the current row's expiry (none for a new row).
+
+    ``bump=False`` changes the expiry of a live row only: its version and
+    ``modified_at`` stay as they are and ``value`` must be the row's own
+    (``mutate`` then returns the unchanged version). The KVS derives
+    ``expire``/``persist`` from it on backends without ``FastPaths``.
     """
 
     value: bytes
     expires_at: float | Keep | None = KEEP
+    bump: bool = True
 
 
 class Purged(NamedTuple):
@@ -115,10 +143,6 @@ MutateFn = Callable[[Row | None], Mutation | None]
 It may be called more than once (optimistic backends retry), so it must not
 have side effects; it may raise to abort without writing anything.
 """
-
-
-def _constant(mutation: Mutation) -> MutateFn:
-    return lambda _row: mutation
 
 
 def check_moves(moves: Mapping[str, str | None]) -> list[tuple[str, str | None]]:
@@ -173,7 +197,7 @@ class TurnBatching(Protocol):
 
 
 class Backend(ABC):
-    """Primitives a storage engine provides; the KVS derives the rest."""
+    """The eight primitives a storage engine provides; ``botmemory.backends.ops`` derives the rest."""
 
     #: the URL scheme, for messages
     name: str = "backend"
@@ -183,25 +207,20 @@ class Backend(ABC):
 
     # -- reads -------------------------------------------------------------
     @abstractmethod
-    async def get(self, ns: str, key: str, now: float) -> Row | None:
-        """The live row, or None when missing or expired."""
-
-    @abstractmethod
     async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
         """Live rows among ``keys`` (any order; missing and expired left out)."""
 
     @abstractmethod
     async def scan(
-        self, ns: str, prefix: str, after: str | None, limit: int, now: float
+        self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
     ) -> list[str]:
-        """Up to ``limit`` live keys starting with the literal ``prefix``.
+        """Up to ``limit`` keys starting with the literal ``prefix``.
 
-        Ordered by code point; only keys strictly greater than ``after``.
+        Live keys by default: ordered by code point, only keys strictly
+        greater than ``after``. With ``expired=True``: the keys of expired
+        rows not purged yet, oldest deadline first (ties by key), and
+        ``after`` is None (callers page by deleting what they handled).
         """
-
-    @abstractmethod
-    async def count(self, ns: str, now: float) -> int:
-        """Number of live keys in ``ns``."""
 
     @abstractmethod
     async def namespaces(self) -> list[str]:
@@ -209,33 +228,17 @@ class Backend(ABC):
 
     # -- writes ------------------------------------------------------------
     @abstractmethod
-    async def mutate(
-        self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None
-    ) -> int | None:
+    async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
         """Atomic read-modify-write of one key.
 
         Reads the live row, calls ``fn``, writes what it returns (version =
-        old + 1, or 1 for a new/expired row; ``modified_at = now``) and
-        returns the new version; returns None when ``fn`` returns None.
-        With ``max_keys`` set, creating a key when ``count(ns) >= max_keys``
-        raises ``QuotaExceededError``. Exceptions from ``fn`` propagate and
-        nothing is written.
+        old + 1, or 1 for a new/expired row; ``modified_at = now``; with
+        ``Mutation.bump`` false only the expiry changes) and returns the
+        new version; returns None when ``fn`` returns None. With
+        ``max_keys`` set, creating a key when the namespace already holds
+        ``max_keys`` live keys raises ``QuotaExceededError``. Exceptions
+        from ``fn`` propagate and nothing is written.
         """
-
-    async def put(
-        self,
-        ns: str,
-        key: str,
-        value: bytes,
-        expires_at: float | Keep | None,
-        now: float,
-        max_keys: int | None,
-    ) -> int:
-        """Upsert; returns the new version. Backends override this for speed."""
-        mutation = Mutation(value, expires_at)
-        version = await self.mutate(ns, key, lambda _row: mutation, now, max_keys)
-        assert version is not None
-        return version
 
     @abstractmethod
     async def put_many(
@@ -248,66 +251,11 @@ class Backend(ABC):
     ) -> list[int]:
         """Upsert several keys all-or-nothing; versions in the order given."""
 
-    async def restore(self, ns: str, rows: Sequence[Row]) -> None:
-        """Write rows exactly as given: value, version, expires_at and modified_at.
-
-        For ``botmemory load``, which must reproduce another store's entries
-        byte for byte; existing rows with the same keys are overwritten, no
-        quota applies. This default works on any backend through ``delete``
-        and ``mutate`` but costs ``version`` writes per row and is not atomic:
-        backends override it with one transaction per call.
-        """
-        for row in rows:
-            # mutate stamps modified_at with ``now``: pass the row's own, and
-            # write placeholders until the version counter reaches the row's.
-            await self.delete(ns, [row.key], row.modified_at)
-            placeholder = _constant(Mutation(b"null", None))
-            for _ in range(row.version - 1):
-                await self.mutate(ns, row.key, placeholder, row.modified_at, None)
-            await self.mutate(ns, row.key, _constant(Mutation(row.value, row.expires_at)), row.modified_at, None)
-
-    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
-        """Make each target namespace hold exactly what its source held, all targets in one atomic step.
-
-        ``moves`` maps a target namespace to a source namespace (or to None:
-        the target is emptied). Every row of a target is deleted and every
-        row of its source, live or expired, is moved to the target with its
-        value, version, expiry and modification time; the sources are left
-        empty. Either every move happens or none does, also when the process
-        is killed or the connection drops midway: ``botmemory load`` stages
-        a dump in private namespaces, then swaps them in with this (and
-        removes its progress record in the same step).
-
-        An optional capability: the built-in backends implement it; this
-        default refuses, so a load never swaps half-way.
-
-        Raises:
-            InvalidInputError: a namespace is both a source and a target, or a source twice.
-            StoreError: the backend cannot do it (this default), or failed (nothing changed).
-        """
-        from ..errors import StoreError
-
-        raise StoreError(f"the {self.name} backend cannot replace namespaces atomically")
-
     @abstractmethod
-    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
-        """Delete keys (live or expired); returns how many were live."""
+    async def delete(self, ns: str, keys: Sequence[str], now: float, *, prefix: str | None = None) -> int:
+        """Delete ``keys``, or with ``prefix`` every key under that literal prefix ("" = all of ``ns``).
 
-    @abstractmethod
-    async def delete_prefix(self, ns: str, prefix: str, now: float) -> int:
-        """Delete every key under the literal prefix ("" = all of ``ns``).
-
-        Returns how many of them were live.
-        """
-
-    @abstractmethod
-    async def set_expiry(
-        self, ns: str, key: str, expires_at: float | None, now: float
-    ) -> bool:
-        """Change the expiry of a live key without touching version or modified_at.
-
-        With ``expires_at=None`` (persist) returns False when the key is
-        missing or had no expiry; otherwise False only when missing.
+        Rows are deleted live or expired; returns how many of them were live.
         """
 
     @abstractmethod
@@ -324,34 +272,106 @@ class Backend(ABC):
         namespace.
         """
 
-    @abstractmethod
-    async def scan_expired(
-        self, ns: str, prefix: str, now: float, limit: int
-    ) -> list[Row]:
-        """Up to ``limit`` expired rows under ``prefix``, oldest deadline first (not deleted)."""
-
-    # -- locks -------------------------------------------------------------
-    @abstractmethod
-    async def acquire_lock(
-        self, name: str, owner: str, ttl: float, now: float
-    ) -> LockLease | None:
-        """Take (or renew, for the same owner) the named lock until ``now + ttl``.
-
-        Returns None while another owner holds an unexpired lease.
-        """
-
-    @abstractmethod
-    async def release_lock(self, name: str, owner: str) -> bool:
-        """Release the lock if ``owner`` still holds it."""
-
     # -- lifecycle ---------------------------------------------------------
-    async def ping(self) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Raise ``StoreUnavailableError`` when the backend cannot be reached."""
-
     @abstractmethod
     async def close(self) -> None:
         """Release connections and threads; idempotent."""
 
+    async def ping(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Raise ``StoreUnavailableError`` when the backend cannot be reached."""
+
     def describe(self) -> dict[str, Any]:
         """A few facts for status output (no secrets)."""
         return {"backend": self.name}
+
+
+# -- optional capabilities ----------------------------------------------------
+# A backend declares one by defining its methods; the store checks it with
+# isinstance. A backend wrapper (botmemory.backends.wrapper) declares those
+# of the backend it wraps.
+
+
+@runtime_checkable
+class FastPaths(Protocol):
+    """Shortcuts for operations ``botmemory.backends.ops`` can derive, same meaning, fewer round trips."""
+
+    async def get(self, ns: str, key: str, now: float) -> Row | None:
+        """The live row, or None when missing or expired."""
+
+    async def put(
+        self, ns: str, key: str, value: bytes, expires_at: float | Keep | None, now: float, max_keys: int | None
+    ) -> int:
+        """Upsert one key (``KEEP``: keep its expiry); returns the new version."""
+
+    async def count(self, ns: str, now: float) -> int:
+        """Number of live keys in ``ns``."""
+
+    async def set_expiry(self, ns: str, key: str, expires_at: float | None, now: float) -> bool:
+        """Change the expiry of a live key without touching version or modified_at.
+
+        With ``expires_at=None`` (persist) returns False when the key is
+        missing or had no expiry; otherwise False only when missing.
+        """
+
+    async def delete_prefix(self, ns: str, prefix: str, now: float) -> int:
+        """``delete(ns, (), now, prefix=prefix)``."""
+
+    async def scan_expired(self, ns: str, prefix: str, now: float, limit: int) -> list[Row]:
+        """Up to ``limit`` expired rows under ``prefix``, oldest deadline first (not deleted)."""
+
+
+@runtime_checkable
+class Locks(Protocol):
+    """Named leases with fencing tokens (the runtime's conversation leases)."""
+
+    async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
+        """Take (or renew, for the same owner) the named lock until ``now + ttl``.
+
+        Returns None while another owner holds an unexpired lease. The token
+        grows with every grant to a new owner (renewals keep it).
+        """
+
+    async def release_lock(self, name: str, owner: str) -> bool:
+        """Release the lock if ``owner`` still holds it."""
+
+
+@runtime_checkable
+class BulkLoad(Protocol):
+    """Verbatim, transactional writes for ``botmemory load``."""
+
+    async def restore(self, ns: str, rows: Sequence[Row]) -> None:
+        """Write rows exactly as given (value, version, expires_at, modified_at) in one transaction.
+
+        Existing rows with the same keys are overwritten; no quota applies.
+        """
+
+    async def replace_namespaces(self, moves: Mapping[str, str | None]) -> None:
+        """Make each target namespace hold exactly what its source held, all targets in one atomic step.
+
+        ``moves`` maps a target namespace to a source namespace (or to None:
+        the target is emptied). Every row of a target is deleted and every
+        row of its source, live or expired, is moved to the target with its
+        value, version, expiry and modification time; the sources are left
+        empty. Either every move happens or none does, also when the process
+        is killed or the connection drops midway.
+
+        Raises:
+            InvalidInputError: a namespace is both a source and a target, or a source twice (``check_moves``).
+            StoreError: the backend failed (nothing changed).
+        """
+
+
+@runtime_checkable
+class Checkpoint(Protocol):
+    """A backend with a write-ahead log that erasure should flush (SQLite)."""
+
+    async def checkpoint(self) -> None:
+        """Copy the log into the database and truncate it."""
+
+
+@runtime_checkable
+class DropAll(Protocol):
+    """Test clean-up: delete every row, lock and schema object this store owns."""
+
+    async def drop_everything(self) -> None:
+        """Delete everything this store holds."""

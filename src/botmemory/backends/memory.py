@@ -116,8 +116,11 @@ class MemoryBackend(Backend):
         with self._lock:  # neither call suspends: one atomic step
             lease = await self.acquire_lock(name, owner, ttl, now)
             return (None, []) if lease is None else (lease, await self.read_many(keys, now))
-
-    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+    async def scan(
+        self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
+    ) -> list[str]:
+        if expired:
+            return [row.key for row in await self.scan_expired(ns, prefix, now, limit)]
         with self._lock:
             space = self._spaces.get(ns)
             if space is None:
@@ -158,6 +161,9 @@ class MemoryBackend(Backend):
             expires = mutation.expires_at
             if isinstance(expires, Keep):
                 expires = current.expires_at if current is not None else None
+            if not mutation.bump and current is not None:
+                space.rows[key] = current._replace(expires_at=expires)
+                return current.version
             version = 1 if current is None else current.version + 1
             self._store(space, Row(key, mutation.value, version, expires, now))
             return version
@@ -232,7 +238,9 @@ class MemoryBackend(Backend):
                 else:
                     spaces[target] = moved
 
-    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+    async def delete(self, ns: str, keys: Sequence[str], now: float, *, prefix: str | None = None) -> int:
+        if prefix is not None:
+            return await self.delete_prefix(ns, prefix, now)
         with self._lock:
             space = self._spaces.get(ns)
             if space is None:
@@ -280,7 +288,8 @@ class MemoryBackend(Backend):
                 Purged(name, row.key, row.expires_at)
                 for name, space in spaces
                 for row in space.rows.values()
-                if row.expires_at is not None and row.expires_at <= now
+                if row.expires_at is not None
+                and row.expires_at <= now
                 and not (name in kept and row.key.startswith(kept[name]))
             )
             doomed = heapq.nsmallest(limit, expired, key=lambda p: p.expires_at)
@@ -296,7 +305,8 @@ class MemoryBackend(Backend):
             if space is None:
                 return []
             rows = (
-                r for r in space.rows.values()
+                r
+                for r in space.rows.values()
                 if r.expires_at is not None and r.expires_at <= now and r.key.startswith(prefix)
             )
             return heapq.nsmallest(limit, rows, key=lambda r: (r.expires_at, r.key))
@@ -323,6 +333,12 @@ class MemoryBackend(Backend):
                 return False
             del self._locks[name]
             return True
+
+    async def drop_everything(self) -> None:
+        """Forget every row and lock."""
+        with self._lock:
+            self._spaces.clear()
+            self._locks.clear()
 
     async def close(self) -> None:
         self._closed = True

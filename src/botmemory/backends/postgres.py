@@ -63,6 +63,7 @@ from ..errors import (
 )
 from .base import PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Mutation, Purged, Row, check_moves
 from .keyrange import prefix_upper_bound
+from .ops import put as _derived_put
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "open_backend"]
@@ -147,9 +148,7 @@ class _Sql:
             f"UNION ALL SELECT (SELECT min(ns) FROM {kv} WHERE ns > t.ns) FROM t WHERE t.ns IS NOT NULL) "
             "SELECT ns FROM t WHERE ns IS NOT NULL"
         )
-        self.lock_row = (
-            f"SELECT {_COLUMNS} FROM {kv} WHERE ns = %(ns)s AND key = %(key)s FOR UPDATE"
-        )
+        self.lock_row = f"SELECT {_COLUMNS} FROM {kv} WHERE ns = %(ns)s AND key = %(key)s FOR UPDATE"
         self.lock_key = "SELECT pg_advisory_xact_lock(hashtext(%(ns)s), hashtext(%(key)s))"
         self.lock_ns = "SELECT pg_advisory_xact_lock(hashtextextended(%(quota)s, 0))"
         self.insert = (
@@ -210,10 +209,7 @@ class _Sql:
             f"SELECT ns, key FROM {kv} WHERE expires_at <= %(now)s AND {{where}} "
             "ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
         )
-        purge = (
-            f"DELETE FROM {kv} WHERE (ns, key) IN ({pick}) AND expires_at <= %(now)s "
-            "RETURNING ns, key, expires_at"
-        )
+        purge = f"DELETE FROM {kv} WHERE (ns, key) IN ({pick}) AND expires_at <= %(now)s RETURNING ns, key, expires_at"
         # a range test, not LIKE: "_" is a LIKE wildcard
         self.purge_public = purge.format(where="NOT (ns >= %(plo)s AND ns < %(phi)s)")
         self.purge_ns = purge.format(where="ns = %(ns)s")
@@ -557,8 +553,11 @@ class PostgresBackend(Backend):
         if token is None:
             return None, []
         return LockLease(name, owner, int(token[0]), exp), [(r[0], _row(r[1:])) for r in found]
-
-    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+    async def scan(
+        self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
+    ) -> list[str]:
+        if expired:
+            return [row.key for row in await self.scan_expired(ns, prefix, now, limit)]
         sql, params = _range(self._sql.scan, prefix, after)
         params.update(ns=ns, now=now, limit=limit)
         return [r[0] for r in await self._fetchall("scan", sql, params, read=True)]
@@ -604,7 +603,7 @@ class PostgresBackend(Backend):
         self, ns: str, key: str, value: bytes, expires_at: float | Keep | None, now: float, max_keys: int | None
     ) -> int:
         if max_keys is not None:
-            return await super().put(ns, key, value, expires_at, now, max_keys)
+            return await _derived_put(self, ns, key, value, expires_at, now, max_keys)
         keep = isinstance(expires_at, Keep)
         params = {"ns": ns, "key": key, "value": value, "exp": None if keep else expires_at, "now": now, "keep": keep}
         r = await self._fetchone("put", self._sql.put, params)
@@ -632,6 +631,9 @@ class PostgresBackend(Backend):
             if isinstance(expires, Keep):
                 expires = None if current is None else current.expires_at
             params = {**ident, "value": mutation.value, "exp": expires, "now": now}
+            if not mutation.bump and current is not None:
+                await conn.execute(sql.set_expiry, {**ident, "exp": expires, "now": now})
+                return current.version
             if r is None:
                 cur = await conn.execute(sql.insert, params)
                 if await cur.fetchone() is None:
@@ -746,7 +748,9 @@ class PostgresBackend(Backend):
 
         await self._transact("replace_namespaces", job)
 
-    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+    async def delete(self, ns: str, keys: Sequence[str], now: float, *, prefix: str | None = None) -> int:
+        if prefix is not None:
+            return await self.delete_prefix(ns, prefix, now)
         keys = list(dict.fromkeys(keys))
         if not keys:
             return 0
@@ -832,9 +836,7 @@ class PostgresBackend(Backend):
                 cur = await conn.execute("SELECT to_regclass(%s)", (f"{s}.{_MIGRATIONS_TABLE}",))
                 found = await cur.fetchone()
                 if found is None or found[0] is None:
-                    raise StoreUnavailableError(
-                        f"no botmemory store in schema {self.schema!r} (nothing was created)"
-                    )
+                    raise StoreUnavailableError(f"no botmemory store in schema {self.schema!r} (nothing was created)")
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {s}.{_MIGRATIONS_TABLE} "

@@ -723,8 +723,11 @@ class RedisBackend(Backend):
             if expires_at is None or expires_at > now:
                 out.append((ns, Row(key, value, int(ver), expires_at, float(m))))
         return out
-
-    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+    async def scan(
+        self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
+    ) -> list[str]:
+        if expired:
+            return [row.key for row in await self.scan_expired(ns, prefix, now, limit)]
         kz, xz, _, _ = self._ns_keys(ns)
         low, high = _lex_range(prefix, after)
         keys = await self._script("scan", [kz, xz], [low, high, limit, _f(now)], read=True)
@@ -777,6 +780,7 @@ class RedisBackend(Backend):
     async def _mutate(self, ek: str, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
         client = self._client()
         script = self._scripts["put"]
+        source = _PUT
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
@@ -790,13 +794,20 @@ class RedisBackend(Backend):
                         mutation = fn(current)
                         if mutation is None:
                             return None
-                        keys, args = self._put_args(ns, key, mutation.value, mutation.expires_at, now, max_keys)
+                        if not mutation.bump and current is not None:
+                            keys, args = self._expiry_args(ns, key, mutation.expires_at, current, now)
+                            sha, source = self._scripts["set_expiry"].sha, _SET_EXPIRY
+                        else:
+                            keys, args = self._put_args(ns, key, mutation.value, mutation.expires_at, now, max_keys)
+                            sha, source = script.sha, _PUT
                         pipe.multi()  # type: ignore[no-untyped-call]
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                        pipe.evalsha(sha, len(keys), *keys, *args)
                         # unannotated errors, so the quota reply is recognised exactly
                         (result,) = await pipe.execute(raise_on_error=False)
                         if isinstance(result, Exception):
                             raise result
+                        if not mutation.bump and current is not None:
+                            return current.version
                         return int(result)
                     except WatchError:
                         # Another client wrote the entry between our read and
@@ -811,7 +822,7 @@ class RedisBackend(Backend):
                         if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
                             raise
                         # The server lost its script cache (restart, SCRIPT FLUSH).
-                        await client.script_load(_PUT)
+                        await client.script_load(source)
                     finally:
                         await pipe.reset()  # type: ignore[no-untyped-call]
         except (TimeoutError, RedisError, OSError) as exc:
@@ -845,7 +856,9 @@ class RedisBackend(Backend):
             args.extend((key, self._id(ns, key), value))
         return [int(v) for v in await self._script("put_many", keys, args)]
 
-    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+    async def delete(self, ns: str, keys: Sequence[str], now: float, *, prefix: str | None = None) -> int:
+        if prefix is not None:
+            return await self.delete_prefix(ns, prefix, now)
         keys = list(dict.fromkeys(keys))
         if not keys:
             return 0
@@ -859,6 +872,16 @@ class RedisBackend(Backend):
         low, high = _lex_range(prefix)
         args = [ns, _f(now), self._ekey(ns, ""), self._id(ns, ""), low, high]
         return int(await self._script("delete_prefix", self._ns_keys(ns), args))
+
+    def _expiry_args(
+        self, ns: str, key: str, expires_at: float | Keep | None, current: Row, now: float
+    ) -> tuple[list[str], list[Any]]:
+        _, xz, dz, _ = self._ns_keys(ns)
+        real, grace = self._real()
+        if isinstance(expires_at, Keep):
+            expires_at = current.expires_at
+        exp = "" if expires_at is None else _f(expires_at)
+        return [self._ekey(ns, key), xz, dz], [key, self._id(ns, key), exp, _f(now), real, grace]
 
     async def set_expiry(self, ns: str, key: str, expires_at: float | None, now: float) -> bool:
         _, xz, dz, _ = self._ns_keys(ns)

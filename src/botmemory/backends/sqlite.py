@@ -44,6 +44,7 @@ from ..errors import (
 )
 from .base import KEEP, PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Purged, Row, check_moves
 from .keyrange import prefix_upper_bound
+from .ops import put as _derived_put
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -109,6 +110,8 @@ def _chunks(keys: list[str]) -> Iterator[tuple[list[str], str]]:
     for i in range(0, len(keys), _CHUNK):
         chunk = keys[i : i + _CHUNK]
         yield chunk, ",".join("?" * len(chunk))
+
+
 #: inline commits between two checkpoint requests to the writer thread
 _CHECKPOINT_EVERY = 256
 _CHECKPOINT = object()
@@ -450,9 +453,7 @@ class SQLiteBackend(Backend):
     name = "sqlite"
     loop_bound = False
 
-    def __init__(
-        self, path: str, *, timeout: float = 30.0, synchronous: str = "normal", create: bool = True
-    ) -> None:
+    def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "normal", create: bool = True) -> None:
         self.path = path
         self.create = create
         self.timeout = timeout
@@ -657,8 +658,11 @@ class SQLiteBackend(Backend):
             return (None, []) if lease is None else (lease, read(conn) if keys else [])
 
         return await self._write(job)
-
-    async def scan(self, ns: str, prefix: str, after: str | None, limit: int, now: float) -> list[str]:
+    async def scan(
+        self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
+    ) -> list[str]:
+        if expired:
+            return [row.key for row in await self.scan_expired(ns, prefix, now, limit)]
         sql, params = _range(ns, prefix, after)
 
         def q(conn: sqlite3.Connection) -> list[str]:
@@ -697,7 +701,7 @@ class SQLiteBackend(Backend):
         self, ns: str, key: str, value: bytes, expires_at: float | Keep | None, now: float, max_keys: int | None
     ) -> int:
         if max_keys is not None:
-            return await super().put(ns, key, value, expires_at, now, max_keys)
+            return await _derived_put(self, ns, key, value, expires_at, now, max_keys)
         keep = expires_at is KEEP
         # bytearray and int, not bytes and bool: sqlite3 binds those two
         # without its adapter lookup, which costs more than copying the value.
@@ -717,6 +721,9 @@ class SQLiteBackend(Backend):
             expires = mutation.expires_at
             if isinstance(expires, Keep):
                 expires = None if current is None else current.expires_at
+            if not mutation.bump and current is not None:
+                conn.execute("UPDATE kv SET expires_at = ? WHERE ns = ? AND key = ?", (expires, ns, key))
+                return current.version
             version = 1 if current is None else current.version + 1
             conn.execute(_UPSERT, (ns, key, mutation.value, version, expires, now))
             return version
@@ -783,7 +790,9 @@ class SQLiteBackend(Backend):
 
         await self._write(job, inline=False)
 
-    async def delete(self, ns: str, keys: Sequence[str], now: float) -> int:
+    async def delete(self, ns: str, keys: Sequence[str], now: float, *, prefix: str | None = None) -> int:
+        if prefix is not None:
+            return await self.delete_prefix(ns, prefix, now)
         keys = list(dict.fromkeys(keys))
 
         def job(conn: sqlite3.Connection) -> int:

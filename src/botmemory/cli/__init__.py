@@ -145,7 +145,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         sys.stdout.write(f"botmemory {__version__}\n")
         raise typer.Exit(0)

@@ -164,7 +164,7 @@ async def _entries(store: Store, kvs: KVS, keys: list[str]) -> list[Entry]:
     """
     if not keys:
         return []
-    rows = {r.key: r for r in await store.backend.get_many(kvs.namespace, keys, store.clock.now())}
+    rows = {r.key: r for r in await kvs.rows(keys)}
     return [
         Entry(k, decode(rows[k].value), rows[k].version, rows[k].expires_at, rows[k].modified_at)
         for k in keys

@@ -22,10 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
-from .. import __version__
 from ..errors import StoreError
 from ..store import Store
 from ..store import open as open_store
+from ..version import __version__
 from .auth import Authenticator
 from .context import ServerConfig, ServerState, clock_from_env, get_state
 from .errors import ApiError, error_responses, install_error_handlers

@@ -7,8 +7,11 @@
 - ``AuditLog(store).query(bot_id, user_id=…)`` says why data disappeared (``audit``);
 - ``bot.users.export / forget / hold / release`` (``users``).
 
-This package uses the store; the store only reaches it through ``Bot``
-(``bot.users`` and the write hook installed on every bot handle).
+This package uses the store and the store never imports it: the package's
+top (``botmemory/__init__.py``) registers ``users.install_hooks`` as a bot
+hook (the write hook on every bot handle) and ``Users`` as the ``users``
+extension (``bot.users``), through ``botmemory.store.register_bot_hook`` and
+``register_bot_extension``.
 """
 
 from __future__ import annotations

@@ -215,19 +215,17 @@ class AuditLog:
         for name, bound in (("since", since), ("until", until)):
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
                 raise InvalidInputError(f"{name} must be epoch seconds, got {bound!r}")
-        ns = audit_ns(bot_id)
-        backend = self.store.backend
-        now = self.store.clock.now()
+        log = self.store.private_kvs(audit_ns(bot_id))
         # keys are "<ms>/<hex>": every key of millisecond m sorts after "<m>/"
         after = None if since is None else _ms_key(max(0, int(since * 1000))) + "."
         stop = None if until is None else _ms_key(max(0, int(until * 1000)))
         out: list[dict[str, Any]] = []
         while len(out) < limit:
-            keys = await backend.scan(ns, "", after, _PAGE, now)
+            keys = await log.scan_keys("", after, _PAGE)
             if stop is not None:
                 keys = [k for k in keys if k[:13] < stop]
             if keys:
-                rows = {r.key: r for r in await backend.get_many(ns, keys, now)}
+                rows = {r.key: r for r in await log.rows(keys)}
                 for k in keys:
                     row = rows.get(k)
                     if row is None:
@@ -252,21 +250,20 @@ class AuditLog:
         longer retention that has since been shortened.
         """
         bot_id = _check_bot(bot_id)
-        ns = audit_ns(bot_id)
-        backend = self.store.backend
+        log = self.store.private_kvs(audit_ns(bot_id))
         now = self.store.clock.now()
         total = 0
         while True:
-            batch = await backend.purge_expired(now, batch_size, ns=ns)
+            batch = await log.purge_expired_rows(batch_size)
             total += len(batch)
             if len(batch) < batch_size:
                 break
         cutoff = _ms_key(max(0, int((now - self.retention) * 1000)))
         while True:
-            keys = [k for k in await backend.scan(ns, "", None, batch_size, now) if k[:13] < cutoff]
+            keys = [k for k in await log.scan_keys("", None, batch_size) if k[:13] < cutoff]
             if not keys:
                 break
-            total += await backend.delete(ns, keys, now)
+            total += await log.delete_keys(keys)
             if len(keys) < batch_size:
                 break
         return total

@@ -41,7 +41,6 @@ the janitor carries on with the next step or bot.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import time
@@ -49,7 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
-from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Purged, Row
+from ..backends.base import Mutation, Purged, Row
 from ..cancellation import stop_if_cancelled
 from ..codec import decode, encode
 from ..errors import InvalidInputError
@@ -226,7 +225,7 @@ class Janitor:
         namespaces: list[str] = []
         keep: list[tuple[str, str]] | None = None
         try:
-            namespaces = await self.store.backend.namespaces()
+            namespaces = await self.store.namespaces()
             keep = await self._held(namespaces, report)
         except Exception as exc:
             # Without the holds we cannot tell what must be kept: delete nothing of the bots.
@@ -273,7 +272,7 @@ class Janitor:
 
     # -- policies ----------------------------------------------------------------
     async def _first_write(self, bot_id: str, row: Row, now: float) -> float:
-        rec = await self.store.backend.get(firstwrite_ns(bot_id), row.key, now)
+        rec = await self.store.private_kvs(firstwrite_ns(bot_id)).row(row.key)
         if rec is not None:
             value = decode(rec.value)
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -317,13 +316,13 @@ class Janitor:
         now: float,
         report: JanitorReport,
     ) -> None:
-        backend = self.store.backend
+        kvs = self.store.bot(bot_id).kvs
         held = tuple(prefix for ns, prefix in keep if ns == bot_id)
         blank = encode(None, self.store.limits)
         after: str | None = None
         while True:
-            keys = await backend.scan(bot_id, "", after, _PAGE, now)
-            rows = {r.key: r for r in await backend.get_many(bot_id, keys, now)}
+            keys = await kvs.scan_keys("", after, _PAGE)
+            rows = {r.key: r for r in await kvs.rows(keys)}
             doomed: list[str] = []
             for key in keys:
                 row = rows.get(key)
@@ -341,19 +340,19 @@ class Janitor:
                     def change(r: Row | None, seen: int = seen) -> Mutation | None:
                         return Mutation(blank, now) if r is not None and r.version == seen else None
 
-                    if await backend.mutate(bot_id, key, change, now, None) is not None:
+                    if await kvs.mutate_row(key, change) is not None:
                         doomed.append(key)
                         self._policy_deleted.add((bot_id, key))
                 elif row.expires_at is None or row.expires_at > deadline + _SLACK:
-                    if await backend.set_expiry(bot_id, key, deadline, now):
+                    if await kvs.set_row_expiry(key, deadline):
                         report.policy_capped += 1
                 elif row.expires_at < deadline - _SLACK and previous is not None:
                     old = previous.policy_for(key)
                     if old is not None and old.period < policy.period:
                         old_deadline = await self._base(bot_id, old, row, now) + old.period
                         # lengthen only what the old policy set, not an explicit shorter expiry
-                        if abs(row.expires_at - old_deadline) <= _SLACK and await backend.set_expiry(
-                            bot_id, key, deadline, now
+                        if abs(row.expires_at - old_deadline) <= _SLACK and await kvs.set_row_expiry(
+                            key, deadline
                         ):
                             report.policy_extended += 1
             if doomed:
@@ -366,28 +365,11 @@ class Janitor:
             after = keys[-1]
 
     # -- purges ------------------------------------------------------------------
-    def _supports_keep(self) -> bool:
-        try:
-            return "keep" in inspect.signature(self.store.backend.purge_expired).parameters
-        except (TypeError, ValueError):
-            return False
-
     async def _purge_public(
         self, namespaces: Sequence[str], keep: Sequence[tuple[str, str]], report: JanitorReport
     ) -> None:
-        if not keep or self._supports_keep():
-            await self._purge_batches(None, keep, report, audited=True)
-            return
-        # A backend without ``keep``: sweep namespace by namespace, skipping
-        # the bots with held users rather than deleting what must be kept.
-        held_bots = {ns for ns, _ in keep}
-        for ns in namespaces:
-            if ns.startswith(PRIVATE_NS_PREFIX):
-                continue
-            if ns in held_bots:
-                log.warning("janitor: %s has held users and the backend cannot keep them: not swept", ns)
-                continue
-            await self._purge_batches(ns, (), report, audited=True)
+        # every backend takes ``keep`` (a parameter of the purge_expired primitive)
+        await self._purge_batches(None, keep, report, audited=True)
 
     def _next_limit(self, limit: int, elapsed: float) -> int:
         """The next batch's size: scaled so that it takes about ``batch_time``."""
@@ -400,8 +382,7 @@ class Janitor:
     async def _purge_batches(
         self, ns: str | None, keep: Sequence[tuple[str, str]], report: JanitorReport, *, audited: bool
     ) -> int:
-        backend = self.store.backend
-        now = self.store.clock.now()
+        store = self.store
         total = 0
         pending: dict[str, list[dict[str, Any]]] = {}  # audit records not yet a full group
         ready: list[tuple[str, list[dict[str, Any]]]] = []  # full groups, written with the next batch
@@ -417,10 +398,7 @@ class Janitor:
                 ready = []
                 began = time.monotonic()
                 try:
-                    if keep:
-                        batch = await backend.purge_expired(now, limit, ns, keep=keep)
-                    else:
-                        batch = await backend.purge_expired(now, limit, ns)
+                    batch = await store.purge_expired_rows(limit, ns, keep)
                 except Exception as exc:
                     self._error(report, f"purging {ns or 'expired rows'}", exc)
                     return total
@@ -493,10 +471,10 @@ class Janitor:
         found = self._conv_users.get(bot_id)
         if found is None:
             found = {}
-            backend, now = self.store.backend, self.store.clock.now()
+            links = self.store.private_kvs(links_ns(bot_id))
             after: str | None = None
             while True:
-                keys = await backend.scan(links_ns(bot_id), "", after, _PAGE, now)
+                keys = await links.scan_keys("", after, _PAGE)
                 for key in keys:
                     user, _, conversation = key.partition("/")
                     try:

@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ..backends.base import PRIVATE_NS_PREFIX, Backend
+from ..backends.base import PRIVATE_NS_PREFIX
 from ..codec import decode, encode
 from ..errors import InvalidInputError, InvalidKeyError
 from ..expiry import duration_ms
@@ -337,21 +337,19 @@ async def declared_config(store: Store, bot_id: str) -> RetentionConfig | None:
         return None  # written by another version: as good as unknown
 
 
-async def first_write_time(
-    backend: Backend, bot_id: str, key: str, now: float, period: float, limits: Limits
-) -> float:
+async def first_write_time(store: Store, bot_id: str, key: str, now: float, period: float, limits: Limits) -> float:
     """When ``key`` of bot ``bot_id`` was first written, for an ``absolute`` policy of ``period`` seconds.
 
     Records the time in ``__rt/firstwrite/<bot>`` (expiring with the data)
     when the key is new, was written again after its deadline, or predates
     the policy (then its last write is the best known bound).
     """
-    ns = firstwrite_ns(bot_id)
-    row = await backend.get(bot_id, key, now)
+    records = store.private_kvs(firstwrite_ns(bot_id))
+    row = await store.kvs(bot_id).row(key)
     first: float | None = None
     recorded: float | None = None
     if row is not None:
-        rec = await backend.get(ns, key, now)
+        rec = await records.row(key)
         if rec is not None:
             value = decode(rec.value)
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -361,5 +359,5 @@ async def first_write_time(
     if first is None or first + period <= now:
         first = now
     if recorded != first:
-        await backend.put(ns, key, encode(first, limits), first + period, now, None)
+        await records.put_row(key, encode(first, limits), first + period)
     return first

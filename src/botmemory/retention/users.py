@@ -58,6 +58,7 @@ from .layout import holds_ns, link_key, links_ns, owners_ns, sessions_ns, user_l
 from .policy import DEFAULT_AUDIT_RETENTION, first_write_time
 
 if TYPE_CHECKING:
+    from ..kvs import KVS
     from ..store import Bot, Store
 
 __all__ = [
@@ -142,7 +143,7 @@ class _Guard:
         if policy.mode == "sliding":
             return now + policy.period, True
         store = self.bot.store
-        first = await first_write_time(store.backend, self.bot.id, key, now, policy.period, store.limits)
+        first = await first_write_time(store, self.bot.id, key, now, policy.period, store.limits)
         return first + policy.period, False
 
     async def written(self, items: Sequence[tuple[str, int]], started: float) -> None:
@@ -170,28 +171,24 @@ class _Guard:
         if not found:
             return
         store = self.bot.store
-        now = store.clock.now()
         for key, version, tombs in guarded:
             for t in tombs:
                 tomb = found.get(t)
                 if tomb is not None and (tomb.get("ended") is None or started <= tomb["ended"]):
                     version = versions.get((self.namespace, key), version)
-                    await _erase_if_version(store.backend, self.namespace, key, version, now, store)
+                    await _erase_if_version(store.kvs(self.namespace), key, version, store)
                     log.info("a write to %r raced an erasure and was undone", self.namespace)
                     break
 
 
 async def _read_tombs(bot: Bot, names: Sequence[str]) -> dict[str, Any]:
     """The erasure tombstones among ``names`` of the bot, decoded, by name."""
-    store = bot.store
-    backend = store.backend
-    now = store.clock.now()
-    ns = erased_ns(bot.id)
+    erased = bot.store.private_kvs(erased_ns(bot.id))
     if len(names) == 1:  # the common case, and a cheaper lookup than an IN list
-        one = await backend.get(ns, names[0], now)
+        one = await erased.row(names[0])
         rows = [] if one is None else [one]
     else:
-        rows = await backend.get_many(ns, names, now)
+        rows = await erased.rows(names)
     return {r.key: decode(r.value) for r in rows}
 
 
@@ -242,18 +239,18 @@ class ErasureChecks:
 deferred_erasure_checks: ContextVar[ErasureChecks | None] = ContextVar("botmemory_erasure_checks", default=None)
 
 
-async def _erase_if_version(backend: Any, ns: str, key: str, version: int, now: float, store: Store) -> None:
+async def _erase_if_version(kvs: KVS, key: str, version: int, store: Store) -> None:
     """Blank and expire ``key`` if it is still at ``version`` (a newer write is left alone)."""
-    blank = Mutation(encode(None, store.limits), now)  # expired at once; the value is overwritten
+    blank = Mutation(encode(None, store.limits), store.clock.now())  # expired at once; the value is overwritten
 
     def change(row: Row | None) -> Mutation | None:
         return blank if row is not None and row.version == version else None
 
-    await backend.mutate(ns, key, change, now, None)
+    await kvs.mutate_row(key, change)
 
 
 def install_hooks(bot: Bot) -> None:
-    """Plug retention into a new bot handle (called by ``Bot.__init__``).
+    """Plug retention into a new bot handle (a bot hook: ``Bot.__init__`` calls it, see ``botmemory.store``).
 
     Its KVS then applies ``bot.retention``'s policies to writes, records
     ``delete_prefix`` in the audit log while ``bot.retention`` is set, and,
@@ -338,26 +335,24 @@ class Users:
 
     # -- reading helpers -----------------------------------------------------
     async def _live_rows(self, ns: str, prefix: str) -> list[Row]:
-        backend = self.store.backend
-        now = self.store.clock.now()
+        kvs = self.store.kvs(ns)
         rows: list[Row] = []
         after: str | None = None
         while True:
-            keys = await backend.scan(ns, prefix, after, _PAGE, now)
+            keys = await kvs.scan_keys(prefix, after, _PAGE)
             if keys:
-                got = {r.key: r for r in await backend.get_many(ns, keys, now)}
+                got = {r.key: r for r in await kvs.rows(keys)}
                 rows.extend(got[k] for k in keys if k in got)
                 after = keys[-1]
             if len(keys) < _PAGE:
                 return rows
 
     async def _live_keys(self, ns: str, prefix: str) -> list[str]:
-        backend = self.store.backend
-        now = self.store.clock.now()
+        kvs = self.store.kvs(ns)
         out: list[str] = []
         after: str | None = None
         while True:
-            keys = await backend.scan(ns, prefix, after, _PAGE, now)
+            keys = await kvs.scan_keys(prefix, after, _PAGE)
             out.extend(keys)
             if len(keys) < _PAGE:
                 return out
@@ -394,9 +389,7 @@ class Users:
 
     async def is_held(self, user_id: str) -> bool:
         """Whether the user is under legal hold."""
-        row = await self.store.backend.get(
-            holds_ns(self.bot.id), encode_component(self._uid(user_id)), self.store.clock.now()
-        )
+        row = await self.store.private_kvs(holds_ns(self.bot.id)).row(encode_component(self._uid(user_id)))
         return row is not None
 
     async def holds(self) -> dict[str, Any]:
@@ -444,9 +437,7 @@ class Users:
     async def _rows_with_expired(self, prefix: str, held: bool) -> list[tuple[Row, bool]]:
         rows = [(r, False) for r in await self._live_rows(self.bot.id, prefix)]
         if held:
-            expired = await self.store.backend.scan_expired(
-                self.bot.id, prefix, self.store.clock.now(), _EXPIRED_LIMIT
-            )
+            expired = await self.bot.kvs.expired_rows(prefix, _EXPIRED_LIMIT)
             rows.extend((r, True) for r in expired)
             rows.sort(key=lambda t: t[0].key)
         return rows
@@ -483,9 +474,7 @@ class Users:
             if variables:
                 conversation_vars[cid] = variables
         sessions = await self._session_conversations(user_id)
-        session_rows = await self.store.backend.get_many(
-            sessions_ns(self.bot.id), conversations, self.store.clock.now()
-        )
+        session_rows = await self.store.private_kvs(sessions_ns(self.bot.id)).rows(conversations)
         for row in session_rows:
             sessions.setdefault(row.key, decode(row.value))
         return {
@@ -524,7 +513,9 @@ class Users:
         user_id = self._uid(user_id)
         if await self.is_held(user_id):
             raise LegalHoldError(f"user {user_id!r} of bot {self.bot.id!r} is under legal hold; release it first")
-        store, backend, bot_id = self.store, self.store.backend, self.bot.id
+        store, bot_id = self.store, self.bot.id
+        kvs = self.bot.kvs
+        sessions = store.private_kvs(sessions_ns(bot_id))
         uprefix = user_prefix(user_id)
         conversations = await self.conversations(user_id)
         user_keys = await self._live_keys(bot_id, uprefix)
@@ -532,7 +523,7 @@ class Users:
             "user": sum(1 for k in user_keys if describe_key(k)[0] == "user"),
             "kvs": sum(1 for k in user_keys if describe_key(k)[0] != "user"),
             "conversation": 0,
-            "sessions": len(await backend.get_many(sessions_ns(bot_id), conversations, store.clock.now())),
+            "sessions": len(await sessions.rows(conversations)),
             "conversations": len(conversations),
         }
         conv_keys = {c: await self._live_keys(bot_id, conversation_prefix(c)) for c in conversations}
@@ -565,29 +556,27 @@ class Users:
                 tombs.extend(_conversation_tomb(c) for c in new)
             for cid in todo:
                 keys = conv_keys.get(cid) or await self._live_keys(bot_id, conversation_prefix(cid))
-                await backend.delete_prefix(bot_id, conversation_prefix(cid), store.clock.now())
+                await kvs.delete_under(conversation_prefix(cid))
                 records += records_for_keys(keys, "forget", self._policy_pattern, user_id)
                 records.append(
                     {"scope": "conversation", "owner_id": cid, "key": "(session)", "reason": "forget",
                      "user_id": user_id}
                 )
                 done.add(cid)
-            await backend.delete(sessions_ns(bot_id), todo, store.clock.now())
-            await backend.delete(owners_ns(bot_id), todo, store.clock.now())
-        await backend.delete_prefix(bot_id, uprefix, store.clock.now())
-        await backend.delete_prefix(links_ns(bot_id), user_links_prefix(user_id), store.clock.now())
+            await sessions.delete_keys(todo)
+            await store.private_kvs(owners_ns(bot_id)).delete_keys(todo)
+        await kvs.delete_under(uprefix)
+        await store.private_kvs(links_ns(bot_id)).delete_under(user_links_prefix(user_id))
         records.append({"scope": "user", "owner_id": user_id, "key": "*", "reason": "forget"})
         await self.audit.record_many(bot_id, records)
 
         # (3) the erasure is complete: writes that start from now on are kept
         ended = store.clock.now()
         await erased.set_many({t: {"started": started, "ended": ended} for t in tombs}, expiry=ERASURE_GUARD_TTL)
-        checkpoint = getattr(backend, "checkpoint", None)
-        if checkpoint is not None:
-            try:
-                await checkpoint()
-            except Exception:  # the erasure is done; the next checkpoint clears the WAL
-                log.warning("checkpoint after erasing a user failed", exc_info=True)
+        try:
+            await store.checkpoint()  # a backend with a write-ahead log (Checkpoint): the erased rows leave it
+        except Exception:  # the erasure is done; the next checkpoint clears the WAL
+            log.warning("checkpoint after erasing a user failed", exc_info=True)
         return self._receipt(user_id, False, counts)
 
     def _receipt(self, user_id: str, dry_run: bool, counts: dict[str, int]) -> dict[str, Any]:
@@ -615,9 +604,8 @@ class Users:
         """
         conversation_id = self._cid(conversation_id)
         validate_key(reason, 64, "audit reason")
-        backend, now = self.store.backend, self.store.clock.now()
         if user_id is None:
-            row = await backend.get(sessions_ns(self.bot.id), conversation_id, now)
+            row = await self.store.private_kvs(sessions_ns(self.bot.id)).row(conversation_id)
             session = None if row is None else decode(row.value)
             if isinstance(session, dict) and isinstance(session.get("user_id"), str):
                 user_id = session["user_id"]
@@ -627,7 +615,7 @@ class Users:
             return 0
         prefix = conversation_prefix(conversation_id)
         keys = await self._live_keys(self.bot.id, prefix)
-        count = await backend.delete_prefix(self.bot.id, prefix, now)
+        count = await self.bot.kvs.delete_under(prefix)
         if keys:
             await self.audit.record_many(
                 self.bot.id, records_for_keys(keys, reason, self._policy_pattern, user_id)

@@ -52,19 +52,20 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any, Final, cast
 
-from ..backends.base import Backend
+from ..backends.base import TurnBatching
 from ..cancellation import stop_if_cancelled
 from ..errors import (
     ConversationNotFoundError,
     InvalidInputError,
-    InvalidKeyError,
     KeyNotFoundError,
     QuotaExceededError,
     StoreError,
     VersionConflictError,
 )
 from ..keys import validate_key
-from ..retention.layout import link_key, links_ns, owners_ns, sessions_ns
+from ..retention.janitor import Janitor
+from ..retention.layout import owners_ns, sessions_ns
+from ..retention.users import Users
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
 from .botpress import BotpressBot, BotpressEngine, load_botpress_bots
@@ -135,18 +136,36 @@ class Runtime:
         self.lock_wait = lock_wait
         self.metrics = TurnStats()
         self.last_turn = TurnStats()
-        # The runtime's own Store over the same backend, metered, so the
-        # store's share of each turn is measurable (metrics.MeteredBackend),
-        # and batched: a turn's own rows are read and written in one round
-        # trip each (turnbatch.TurnBackend).
-        self._turns = TurnBackend(MeteredBackend(store.backend), store.clock)
-        self._store = Store(cast(Backend, self._turns), clock=store.clock, limits=store.limits)
+        if not store.has_locks:
+            # conversation leases serialise turns across processes: without them two could interleave
+            raise InvalidInputError(f"the runtime needs a backend with locks; {store.backend_name} has none")
+        # One store, its backend metered, so the store's share of each turn
+        # is measurable (metrics.MeteredBackend; a pass-through outside turns),
+        # and batched above that: a turn's own rows are read with its lease and
+        # written with its release (turnbatch.TurnBackend; a pass-through outside turns).
+        store.wrap_backend(MeteredBackend)
+        self._turns = store.wrap_backend(TurnBackend)
+        self._turns.clock = store.clock
+        self._store = store
         self._read_names: dict[str, tuple[str, ...]] = {}
         self._janitor: Any = None  # botmemory.retention.Janitor, made at the first janitor_once
         self._sdk: dict[str, BotSDK] = {}
         self._sessions: dict[str, SessionStore] = {}
         self._closed = False
         self._botpress = BotpressEngine(self)  # runs the turns of Botpress bot folders (runtime/botpress)
+
+    @property
+    def batching(self) -> bool:
+        """Whether turns read and write their own rows in one call each (the backend's ``TurnBatching``).
+
+        Set it to False to run turns as without the capability, one call per
+        read and write (the benchmark measures both).
+        """
+        return self._turns.batching
+
+    @batching.setter
+    def batching(self, on: bool) -> None:
+        self._turns.batching = bool(on) and isinstance(self._turns.inner, TurnBatching)
 
     # -- lifecycle -------------------------------------------------------------
     @classmethod
@@ -290,7 +309,7 @@ class Runtime:
                 self._store, loaded.id, conversation_id, ttl=loaded.turn_timeout + _LEASE_MARGIN, wait=self.lock_wait
             )
             keys = self._read_ahead(loaded, conversation_id) if self._turns.batching else []
-            rows = await lease.acquire(read=keys)
+            rows = await lease.acquire(read=keys, reader=self._turns.inner)
             batch, tokens = self._turns.begin()
             try:
                 self._turns.load(batch, keys, rows)
@@ -525,17 +544,7 @@ class Runtime:
 
     async def _link(self, loaded: LoadedBot, user_id: str, conversation_id: str) -> None:
         """A conversation the user just claimed: link it to the user (for export and erasure)."""
-        bot = self._store.bot(loaded.id)
-        users = _users(bot)
-        if users is not None:
-            await users.link_conversation(user_id, conversation_id)
-        else:
-            try:
-                await self._store.private_kvs(links_ns(loaded.id)).set(
-                    link_key(user_id, conversation_id), {"linked_at": self._store.clock.now()}
-                )
-            except InvalidKeyError:
-                pass  # ids too long for a link key: the link is a convenience for export
+        await _users(self._store.bot(loaded.id)).link_conversation(user_id, conversation_id)
 
     async def _actions(
         self, ctx: ActionContext, calls: tuple[ActionCall, ...], position: _Position, action_timeout: float
@@ -596,12 +605,8 @@ class Runtime:
         if reason == "timeout" and isinstance(loaded, BotpressBot):  # Botpress: its timeout node/flow runs first
             await self._botpress.timed_out(loaded, conversation_id, session)
         bot = self._store.bot(loaded.id)
-        users = _users(bot)
         user_id = session.user_id or None  # None: an unreadable row, whose user is unknown
-        if users is not None:
-            await users.end_conversation(conversation_id, user_id=user_id, reason=_AUDIT_REASONS.get(reason, reason))
-        else:
-            await bot.memory.end_conversation(conversation_id)
+        await _users(bot).end_conversation(conversation_id, user_id=user_id, reason=_AUDIT_REASONS.get(reason, reason))
         sessions = self._sessions[loaded.id]
         await sessions.delete(conversation_id)
         if user_id is not None:
@@ -642,14 +647,9 @@ class Runtime:
             found = await sessions.get(conversation_id)
             session = found[0] if found is not None else await sessions.find_expired(conversation_id)
             if session is None:
-                bot = self._store.bot(loaded.id)
-                users = _users(bot)
-                if users is not None:
-                    await users.end_conversation(
-                        conversation_id, user_id=None, reason=_AUDIT_REASONS.get(reason, reason)
-                    )
-                else:
-                    await bot.memory.end_conversation(conversation_id)
+                await _users(self._store.bot(loaded.id)).end_conversation(
+                    conversation_id, user_id=None, reason=_AUDIT_REASONS.get(reason, reason)
+                )
                 return False
             try:
                 await self._end_session(loaded, conversation_id, session, reason)
@@ -708,16 +708,13 @@ class Runtime:
             (``purged``, ``errors``, …) when it ran.
         """
         if self._janitor is None:
-            retention = _retention_janitor()
-            if retention is None:
-                return {"sessions_ended": await self.end_timed_out_sessions()}
             configs = {
                 bot_id: loaded.retention
                 for bot_id, loaded in self.bots.items()
                 if loaded.retention is not None and not isinstance(loaded.retention, dict)
             }
             # one Janitor for the runtime's life: it remembers when it last re-applied policies
-            self._janitor = retention(self.store, configs, end_timed_out_sessions=self.end_timed_out_sessions)
+            self._janitor = Janitor(self.store, configs, end_timed_out_sessions=self.end_timed_out_sessions)
         report: Any = await self._janitor.run_once()
         result: dict[str, Any] = dict(report.as_dict())
         return result
@@ -752,19 +749,9 @@ def _resolve(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:
     return {name: value.resolve(context) for name, value in call.args.items()}
 
 
-def _users(bot: Bot) -> Any:
-    """``bot.users`` when ``botmemory.retention`` provides it, else None."""
-    try:
-        users = bot.users
-    except ImportError:
-        return None
-    return users if hasattr(users, "end_conversation") and hasattr(users, "link_conversation") else None
+def _users(bot: Bot) -> Users:
+    """``bot.users`` (retention's erasure, links and conversation ends)."""
+    users: Users = bot.users
+    return users
 
-
-def _retention_janitor() -> Any:
-    try:
-        from ..retention.janitor import Janitor  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return Janitor
 

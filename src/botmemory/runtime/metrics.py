@@ -1,21 +1,24 @@
 """How much of a turn is spent waiting for the store.
 
-The runtime talks to its backend through ``MeteredBackend``, a transparent
-proxy that adds the time of every awaited backend call to the ``TurnStats``
-of the turn that made it (found through a context variable, so concurrent
+The runtime installs ``MeteredBackend``, a backend wrapper, on its store
+(``store.wrap_backend(MeteredBackend)``): it adds the time of every backend call to
+the ``TurnStats`` of the turn that made it (found through a context variable, so concurrent
 turns and the hooks' tasks are counted apart and correctly).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import time
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from ..backends.wrapper import BackendWrapper
 
 __all__ = ["MeteredBackend", "TurnStats", "current_turn"]
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -49,38 +52,21 @@ class TurnStats:
 current_turn: ContextVar[TurnStats | None] = ContextVar("botmemory_runtime_turn", default=None)
 
 
-class MeteredBackend:
-    """Every coroutine method of ``inner``, timed into ``current_turn``; everything else passed through."""
+class MeteredBackend(BackendWrapper):
+    """A backend wrapper that times every call into ``current_turn`` (a pass-through outside turns).
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._wrapped: dict[str, Any] = {}
+    Install it with ``store.wrap_backend(MeteredBackend)``: it then declares
+    the capabilities of the backend it wraps (``backends.wrapper.wrap``).
+    """
 
-    @property
-    def inner(self) -> Any:
-        return self._inner
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        stats = current_turn.get()
+        if stats is None:
+            return await fn(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            stats.store_calls += 1
+            stats.store_seconds += time.perf_counter() - start
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not inspect.iscoroutinefunction(attr):
-            return attr
-        wrapped = self._wrapped.get(name)
-        if wrapped is None:
-
-            @functools.wraps(attr)
-            async def timed(*args: Any, **kwargs: Any) -> Any:
-                stats = current_turn.get()
-                if stats is None:
-                    return await attr(*args, **kwargs)
-                start = time.perf_counter()
-                try:
-                    return await attr(*args, **kwargs)
-                finally:
-                    stats.store_calls += 1
-                    stats.store_seconds += time.perf_counter() - start
-
-            wrapped = self._wrapped[name] = timed
-        return wrapped
-
-    def __repr__(self) -> str:
-        return f"<MeteredBackend {self._inner!r}>"

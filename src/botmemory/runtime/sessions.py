@@ -117,9 +117,7 @@ class SessionStore:
 
     async def find_expired(self, conversation_id: str) -> Session | None:
         """The timed-out session of a conversation that no one has ended yet, if any."""
-        rows = await self._store.backend.scan_expired(
-            self._kvs.namespace, conversation_id, self._store.clock.now(), _EXPIRED_SCAN
-        )
+        rows = await self._kvs.expired_rows(conversation_id, _EXPIRED_SCAN)
         for row in rows:
             if row.key == conversation_id:
                 return _readable(row.key, row.value)
@@ -127,7 +125,7 @@ class SessionStore:
 
     async def expired(self, limit: int) -> list[tuple[str, Session]]:
         """Up to ``limit`` timed-out sessions, oldest deadline first."""
-        rows = await self._store.backend.scan_expired(self._kvs.namespace, "", self._store.clock.now(), limit)
+        rows = await self._kvs.expired_rows("", limit)
         return [(row.key, _readable(row.key, row.value)) for row in rows]
 
     async def save(self, conversation_id: str, session: Session, version: int, timeout: float) -> int:
@@ -203,23 +201,23 @@ class ConversationLease:
         #: rows read with the lease (``acquire(read=…)``), as ``(namespace, row)``
         self.rows: list[tuple[str, Row]] = []
 
-    async def try_acquire(self, read: Sequence[tuple[str, str]] = ()) -> bool:
+    async def try_acquire(self, read: Sequence[tuple[str, str]] = (), reader: Any = None) -> bool:
         """Take the lease if it is free; True when taken.
 
         Args:
             read: ``(namespace, key)`` pairs to read right after taking it, in
-                the same call (backends with ``TurnBatching``); see ``rows``.
+                the same call, with ``reader`` (a ``TurnBatching`` backend); see ``rows``.
+            reader: what reads them (the runtime's ``turnbatch.TurnBackend``).
         """
-        backend, clock = self._store.backend, self._store.clock
-        if read:
-            self.lease, self.rows = await backend.acquire_and_read(  # type: ignore[attr-defined]
-                self.name, self.owner, self.ttl, read, clock.now()
+        if read and reader is not None:
+            self.lease, self.rows = await reader.acquire_and_read(
+                self.name, self.owner, self.ttl, read, self._store.clock.now()
             )
         else:
-            self.lease = await backend.acquire_lock(self.name, self.owner, self.ttl, clock.now())
+            self.lease = await self._store.acquire_lock(self.name, self.owner, self.ttl)
         return self.lease is not None
 
-    async def acquire(self, read: Sequence[tuple[str, str]] = ()) -> list[tuple[str, Row]]:
+    async def acquire(self, read: Sequence[tuple[str, str]] = (), reader: Any = None) -> list[tuple[str, Row]]:
         """Wait (polling with backoff, real time) until the lease is ours; returns the rows of ``read``.
 
         Raises:
@@ -227,7 +225,7 @@ class ConversationLease:
         """
         deadline = time.monotonic() + self.wait
         delay = 0.002
-        while not await self.try_acquire(read):
+        while not await self.try_acquire(read, reader):
             if time.monotonic() >= deadline:
                 raise StoreTimeoutError(f"conversation is busy: no turn lease within {self.wait:g}s ({self.name})")
             await asyncio.sleep(delay)
@@ -238,7 +236,7 @@ class ConversationLease:
         """Give the lease back (no-op when not held)."""
         if self.lease is not None:
             self.lease = None
-            await self._store.backend.release_lock(self.name, self.owner)
+            await self._store.release_lock(self.name, self.owner)
 
     async def __aenter__(self) -> ConversationLease:
         await self.acquire()

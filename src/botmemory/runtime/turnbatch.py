@@ -30,19 +30,21 @@ closed and goes straight to the backend.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from ..backends.base import BatchWrite, Keep, MutateFn, Mutation, Row, TurnBatching
+from ..backends.base import Backend, BatchWrite, Keep, MutateFn, Mutation, Row, TurnBatching
+from ..backends.wrapper import BackendWrapper
 from ..retention.users import ErasureChecks, deferred_erasure_checks
 
 __all__ = ["TurnBackend", "TurnBatch", "current_batch"]
 
 logger = logging.getLogger("botmemory.runtime")
+
+T = TypeVar("T")
 
 #: conversation variables read ahead per turn at most (names mentioned in the bot's flows)
 MAX_READ_AHEAD: Final = 64
@@ -118,26 +120,19 @@ class TurnBatch:
         return True, version
 
 
-class TurnBackend:
-    """The runtime's backend: the turn's read-ahead rows served and written from its ``TurnBatch``.
+class TurnBackend(BackendWrapper):
+    """The backend wrapper of the runtime's turns: a turn's read rows served and written from its ``TurnBatch``.
 
+    Install it with ``store.wrap_backend(TurnBackend)`` above the metering
+    (so rows served from a batch are not counted as calls) and set ``clock``.
     Outside a turn (no batch in the context, or a closed one) every call goes
     straight to ``inner``.
     """
 
-    def __init__(self, inner: Any, clock: Any) -> None:
-        self._inner = inner
-        self._clock = clock
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
         self.batching = isinstance(inner, TurnBatching)
-        # the inner methods of the hot path, looked up once (inner may be a proxy with __getattr__)
-        self._get, self._get_many, self._mutate, self._put = inner.get, inner.get_many, inner.mutate, inner.put
-
-    @property
-    def inner(self) -> Any:
-        return self._inner
-
-    def __repr__(self) -> str:
-        return f"<TurnBackend {self._inner!r}>"
+        self.clock: Any = None  # the store's clock, set by the runtime
 
     @staticmethod
     def _batch() -> TurnBatch | None:
@@ -178,7 +173,7 @@ class TurnBackend:
             error, released = exc, False
         try:
             if not released and release is not None:
-                await self._inner.release_lock(*release)
+                await self.inner.release_lock(*release)  # type: ignore[attr-defined]
         finally:
             if batch.checks:
                 await batch.checks.run(versions)
@@ -198,7 +193,8 @@ class TurnBackend:
             BatchWrite(ns, key, b.value, b.expires_at, b.version, b.expected)
             for (ns, key), b in ((ident, buffered[ident]) for ident in order)
         ]
-        if await self._inner.write_batch(writes, self._clock.now(), release):
+        inner: Any = self.inner
+        if await inner.write_batch(writes, self.clock.now(), release):
             return release is not None
         # A row moved under the turn (a writer outside it, an erasure, an
         # expiry): replay each write on the current row, in order, and stop
@@ -208,29 +204,53 @@ class TurnBackend:
         for ident in order:
             ns, key = ident
             for fn, max_keys in buffered[ident].replay:
-                version = await self._inner.mutate(ns, key, fn, self._clock.now(), max_keys)
+                version = await inner.mutate(ns, key, fn, self.clock.now(), max_keys)
                 if version is not None:
                     versions[ident] = version
         return False
 
+    async def _flush_before(self, batch: TurnBatch) -> None:
+        """Write what is buffered before another call, so writes land in order and scans see them."""
+        if batch.order:
+            versions: dict[tuple[str, str], int] = {}
+            await self._flush(batch, None, versions)
+            # the erasure checks of replayed rows need their real versions: check those now
+            if versions and batch.checks:
+                await batch.checks.run(versions)
+                batch.checks.open = True
+
     # -- Backend calls -------------------------------------------------------
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        batch = self._batch()
+        if batch is None:
+            return await fn(*args, **kwargs)
+        name = getattr(fn, "__name__", "")
+        if name not in _NEUTRAL:
+            await self._flush_before(batch)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            if name in _WRITES:  # the copies of rows it may have changed are stale
+                ns = args[0] if args and isinstance(args[0], str) else None
+                for ident in [i for i in batch.rows if ns is None or i[0] == ns]:
+                    del batch.rows[ident]
+
     async def get(self, ns: str, key: str, now: float) -> Row | None:
         batch = self._batch()
         if batch is not None and (ns, key) in batch.rows:
             return _live(batch.rows[(ns, key)], now)
-        row: Row | None = await self._get(ns, key, now)
+        row: Row | None = await self.inner.get(ns, key, now)  # type: ignore[attr-defined]
         return row
 
     async def get_many(self, ns: str, keys: Sequence[str], now: float) -> list[Row]:
         batch = self._batch()
         if batch is None:
-            rows: list[Row] = await self._get_many(ns, keys, now)
-            return rows
+            return await self.inner.get_many(ns, keys, now)
         here = [k for k in keys if (ns, k) in batch.rows]
         rest = [k for k in keys if (ns, k) not in batch.rows]
         out = [row for k in here if (row := _live(batch.rows[(ns, k)], now)) is not None]
         if rest:  # rows not read ahead: the turn has no buffered write to them
-            out += await self._get_many(ns, rest, now)
+            out += await self.inner.get_many(ns, rest, now)
         return out
 
     async def mutate(self, ns: str, key: str, fn: MutateFn, now: float, max_keys: int | None) -> int | None:
@@ -240,8 +260,7 @@ class TurnBackend:
             if done:
                 return version
             await self._flush_before(batch)
-        result: int | None = await self._mutate(ns, key, fn, now, max_keys)
-        return result
+        return await self.inner.mutate(ns, key, fn, now, max_keys)
 
     async def put(
         self, ns: str, key: str, value: bytes, expires_at: float | Keep | None, now: float, max_keys: int | None
@@ -254,42 +273,8 @@ class TurnBackend:
                 assert version is not None
                 return version
             await self._flush_before(batch)
-        result: int = await self._put(ns, key, value, expires_at, now, max_keys)
+        result: int = await self.inner.put(ns, key, value, expires_at, now, max_keys)  # type: ignore[attr-defined]
         return result
-
-    async def _flush_before(self, batch: TurnBatch) -> None:
-        """Write what is buffered before another call, so writes land in order and scans see them."""
-        if batch.order:
-            versions: dict[tuple[str, str], int] = {}
-            await self._flush(batch, None, versions)
-            # the erasure checks of replayed rows need their real versions: check those now
-            if versions and batch.checks:
-                await batch.checks.run(versions)
-                batch.checks.open = True
-
-    def __getattr__(self, name: str) -> Any:
-        # Called once per name: the result is kept as an instance attribute.
-        attr = getattr(self._inner, name)
-        if name in _NEUTRAL or not inspect.iscoroutinefunction(attr):
-            wrapped = attr
-        else:
-
-            async def call(*args: Any, **kwargs: Any) -> Any:
-                batch = self._batch()
-                if batch is None:
-                    return await attr(*args, **kwargs)
-                await self._flush_before(batch)
-                try:
-                    return await attr(*args, **kwargs)
-                finally:
-                    if name in _WRITES:  # the copies of rows it may have changed are stale
-                        ns = args[0] if args and isinstance(args[0], str) else None
-                        for ident in [i for i in batch.rows if ns is None or i[0] == ns]:
-                            del batch.rows[ident]
-
-            wrapped = call
-        self.__dict__[name] = wrapped
-        return wrapped
 
 
 #: The batch of the turn running in this context, if any.
