@@ -332,16 +332,20 @@ class Runtime:
     def _read_ahead(self, loaded: LoadedBot, conversation_id: str) -> list[tuple[str, str]]:
         """What a turn reads ahead: owner, session and the conversation variables the flows name."""
         keys = [(owners_ns(loaded.id), conversation_id), (sessions_ns(loaded.id), conversation_id)]
-        names = self._read_names.get(loaded.id)
-        if names is None:
-            names = self._read_names[loaded.id] = _conversation_names(loaded)
-        if names:
-            scope = self._store.bot(loaded.id).memory.conversation(conversation_id)
-            for name in names:
+        suffixes = self._read_names.get(loaded.id)
+        if suffixes is None:
+            # each name's part of the variable's key, encoded once (a name no variable can have is left out)
+            scope = self._store.bot(loaded.id).memory.conversation("x")
+            found: list[str] = []
+            for name in _conversation_names(loaded):
                 try:
-                    keys.append((loaded.id, scope.key(name)))
+                    found.append(scope.key(name)[len(scope.prefix) :])
                 except InvalidInputError:
-                    continue  # a name no variable can have
+                    continue
+            self._read_names[loaded.id] = suffixes = tuple(found)
+        if suffixes:
+            prefix = self._store.bot(loaded.id).memory.conversation(conversation_id).prefix
+            keys += [(loaded.id, prefix + suffix) for suffix in suffixes]
         return keys
 
     async def _end_turn(
