@@ -338,8 +338,8 @@ async def _seed(store: Store) -> None:
     await memory.set_user_variable("u", "n", "user")
     await memory.set_conversation_variable("c", "n", "conversation")
     await memory.set_global_variable("n", "global")
-    assert isinstance(store.clock, FakeClock)
-    store.clock.advance(1)
+    assert isinstance(store.clock.clock, FakeClock)  # the store reads it through a NonDecreasingClock
+    store.clock.clock.advance(1)
 
 
 ROWS = list(dict.fromkeys(c.row for c in CASES))

@@ -201,3 +201,18 @@ def test_fake_clock() -> None:
     assert FakeClock(start=10).now() == 10.0
     with pytest.raises(ValueError):
         clock.advance(-1)
+
+
+def test_the_store_clock_never_goes_back() -> None:
+    from botmemory.clock import NonDecreasingClock
+
+    clock = FakeClock(100.0)
+    store_clock = NonDecreasingClock(clock)
+    assert store_clock.now() == 100.0
+    clock.set(50.0)
+    assert store_clock.now() == 100.0  # stands still until the clock catches up
+    clock.set(100.5)
+    assert store_clock.now() == 100.5
+    store_clock.advance(1)  # FakeClock's own methods are reached through it
+    assert clock.now() == store_clock.now() == 101.5
+    assert store_clock.clock is clock

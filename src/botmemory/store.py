@@ -27,7 +27,7 @@ from .backends.base import PRIVATE_NS_PREFIX, Backend, BulkLoad, Checkpoint, Dro
 from .backends.ops import operations
 from .backends.ops import restore as _derived_restore
 from .backends.wrapper import BackendWrapper, wrap
-from .clock import Clock, SystemClock
+from .clock import Clock, NonDecreasingClock, SystemClock
 from .errors import InvalidInputError, StoreError, show_value
 from .keys import GLOBAL_NS, validate_bot_id
 from .kvs import KVS
@@ -138,7 +138,9 @@ class Store:
 
     def __init__(self, backend: Backend, *, clock: Clock | None = None, limits: Limits | None = None) -> None:
         self._bind(backend)
-        self.clock: Clock = clock if clock is not None else SystemClock()
+        # Time never goes back for a store: a key once expired stays expired (clock.NonDecreasingClock).
+        base = clock if clock is not None else SystemClock()
+        self.clock = base if isinstance(base, NonDecreasingClock) else NonDecreasingClock(base)
         self.limits = limits if limits is not None else Limits()
         self.global_kvs = KVS(self._ops, GLOBAL_NS, self.clock, self.limits, quota=False)
         self._bots: dict[str, Bot] = {}

@@ -8,12 +8,12 @@ So, on every backend:
 - a jump forward hides at once everything whose deadline it passes, on every
   read path (get, get_entry, exists, get_many, keys, ttl, memory, export,
   quotas, set_if_absent, incr);
-- a jump back makes remaining TTLs longer by the jump; a key that was hidden
-  while the clock was ahead and has *not* been purged meanwhile is live again
-  until its deadline comes round again; one that was purged (janitor,
-  ``purge_expired``) stays gone. That is the documented behaviour (README,
-  "Decisions where the spec is silent"; RELIABILITY.md): deadlines do not
-  move when the clock does.
+- a jump back does not take the store back: the store reads its clock
+  through a ``NonDecreasingClock``, so its time stands still until the clock
+  has caught up. A key once expired stays expired (purged or not: the rows
+  are still there, read as of an earlier instant), remaining TTLs do not
+  grow, and deadlines never move. That is the documented behaviour (README,
+  "Decisions where the spec is silent"; RELIABILITY.md).
 
 A FakeClock drives the library (the server's process-wide offset is
 ``test_http_clock.py``). The last test walks a random mix of small steps, ±1 h jumps
@@ -106,28 +106,32 @@ async def test_a_jump_forward_frees_quota(backend_name: str, tmp_path: Any) -> N
             await kvs.set(f"k{i}", i)  # the expired keys no longer count
 
 
-async def test_a_jump_back_lengthens_ttls_and_revives_what_was_not_purged(store: Store, clock: FakeClock) -> None:
+async def test_a_jump_back_keeps_what_expired_expired(store: Store, clock: FakeClock) -> None:
     deadlines = await _write_all(store)
     t0 = clock.now()
     kvs = store.bot("b").kvs
     clock.advance(HOUR)
     assert await _visible(store) == {"t61m", "t2h", "never"}
-    clock.set(t0)  # back by an hour, nothing purged meanwhile: every deadline is ahead again
-    assert await _visible(store) == set(TTLS)
-    for key in TTLS:
+    clock.set(t0)  # back by an hour, nothing purged meanwhile: the store's time stands still
+    assert store.clock.now() == t0 + HOUR
+    assert await _visible(store) == {"t61m", "t2h", "never"}  # what expired stays expired
+    for key in ("t61m", "t2h"):
         entry = await kvs.get_entry(key)
         assert entry is not None and entry.expires_at == deadlines[key]  # deadlines never move
-    assert await kvs.ttl("t2h") == pytest.approx(2 * HOUR, abs=1e-3)
-    assert await store.bot("b").memory.get_user_variable("u", "short") == "s"
+    assert await kvs.ttl("t2h") == pytest.approx(HOUR, abs=1e-3)  # remaining TTLs do not grow
+    assert await store.bot("b").memory.get_user_variable("u", "short") is None
+    assert await store.global_kvs.get("g") is None
+    # the expired rows are still stored (not purged): as of t0 every one was live
+    assert {r.key for r in await kvs.rows(list(TTLS), at=t0)} == set(TTLS)
 
-    clock.advance(HOUR)
+    clock.set(t0 + HOUR)  # the clock has caught up
     assert await store.purge_expired(limit=1000) == 6  # four keys, a memory variable, the global key
-    clock.set(t0)  # back again: what was purged stays gone
+    assert {r.key for r in await kvs.rows(list(TTLS), at=t0)} == {"t61m", "t2h", "never"}  # purged for good
+    clock.set(t0)  # back again
     assert await _visible(store) == {"t61m", "t2h", "never"}
     assert await store.bot("b").memory.user("u").items() == {"long": "l"}
-    assert await store.global_kvs.get("g") is None
-    # and nothing is returned past its deadline once the clock gets there again
-    clock.set(t0 + 61 * 60)
+    # and nothing is returned past its deadline once time gets there
+    clock.set(t0 + HOUR + 60)
     assert await _visible(store) == {"t2h", "never"}
 
 
@@ -136,8 +140,10 @@ async def test_ttls_written_while_the_clock_is_ahead(store: Store, clock: FakeCl
     clock.advance(HOUR)  # a clock an hour fast...
     kvs = store.bot("b").kvs
     await kvs.set("k", 1, expiry="10m")
-    clock.set(t0)  # ...is corrected
-    assert await kvs.ttl("k") == pytest.approx(HOUR + 600, abs=1e-3)
+    clock.set(t0)  # ...is corrected: the store's time stands still until the clock catches up
+    assert await kvs.ttl("k") == pytest.approx(600, abs=1e-3)
+    clock.set(t0 + HOUR + 599)
+    assert await kvs.get("k") == 1
     clock.set(t0 + HOUR + 600)
     assert await kvs.get("k") is None
 
@@ -175,7 +181,8 @@ async def test_random_walk_of_the_clock(store: Store, clock: FakeClock, backend_
             jumps += 1
         elif move < 0.6:
             clock.advance(rng.choice([0.0005, 0.001, 0.3, 1.0, 29.0, 600.0]))
-        now = clock.now()
+        now = store.clock.now()  # the store's time: never behind what it has read before
+        assert now >= clock.now()
         action = rng.random()
         key = rng.choice(keys)
         if action < 0.4:

@@ -161,10 +161,35 @@ class ExpiryContract:
         assert await store.purge_expired(limit=2) == 2
         assert await store.purge_expired(limit=2) == 1
         assert await store.purge_expired(limit=2) == 0
-        clock.set(t0)  # purged rows are gone, not merely hidden
-        assert await b1.get_many(["e1", "e2", "e3", "live"]) == {"live": 1}
-        assert await b2.get_many(["e4", "later"]) == {"later": 1}
-        assert await store.global_kvs.get("e5") is None
+        # purged rows are gone, not merely hidden: read as of t0, when they were live
+        assert [r.key for r in await b1.rows(["e1", "e2", "e3", "live"], at=t0)] == ["live"]
+        assert [r.key for r in await b2.rows(["e4", "later"], at=t0)] == ["later"]
+        assert await store.global_kvs.rows(["e5"], at=t0) == []
+
+    async def test_a_clock_moving_back_does_not_revive_what_expired(self, store: Store, clock: FakeClock) -> None:
+        kvs, memory = store.bot("b1").kvs, store.bot("b1").memory
+        t0 = clock.now()
+        await kvs.set("short", 1, expiry="10s")
+        await kvs.set("long", 2, expiry="1h")
+        await memory.set_user_variable("u", "v", 3, expiry="10s")
+        clock.advance(20)
+        assert await kvs.get("short") is None
+        clock.set(t0)  # the clock steps back (NTP, a restored VM): the store's time stands still
+        assert store.clock.now() == t0 + 20
+        assert await kvs.get("short") is None
+        assert await kvs.get_entry("short") is None
+        assert await kvs.exists("short") is False
+        assert await kvs.get_many(["short", "long"]) == {"long": 2}
+        assert await all_keys(kvs) == ["long"]  # the expired memory variable is not listed either
+        assert await memory.get_user_variable("u", "v") is None
+        assert await kvs.ttl("long") == pytest.approx(3600 - 20, abs=1e-3)  # remaining TTLs do not grow
+        await kvs.set("new", 4, expiry="10s")  # deadlines come from the store's time
+        entry = await kvs.get_entry("new")
+        assert entry is not None and entry.expires_at == pytest.approx(t0 + 30)
+        clock.set(t0 + 29)
+        assert await kvs.get("new") == 4
+        clock.set(t0 + 30)
+        assert await kvs.get("new") is None
 
     async def test_purge_expired_takes_the_oldest_first(self, store: Store, clock: FakeClock) -> None:
         kvs = store.bot("b1").kvs
@@ -173,12 +198,10 @@ class ExpiryContract:
             await kvs.set(f"e{seconds}", seconds, expiry=seconds)
         clock.advance(3)
         assert await store.purge_expired(limit=1) == 1
-        clock.set(t0)  # what was not purged is still stored
-        assert await kvs.get_many(["e1", "e2", "e3"]) == {"e2": 2, "e3": 3}
-        clock.set(t0 + 3)
+        # what was not purged is still stored (read as of t0, when all three were live)
+        assert sorted(r.key for r in await kvs.rows(["e1", "e2", "e3"], at=t0)) == ["e2", "e3"]
         assert await store.purge_expired(limit=1) == 1
-        clock.set(t0)
-        assert await kvs.get_many(["e1", "e2", "e3"]) == {"e3": 3}
+        assert [r.key for r in await kvs.rows(["e1", "e2", "e3"], at=t0)] == ["e3"]
 
     async def test_purge_expired_leaves_live_and_private_data(self, store: Store, clock: FakeClock) -> None:
         private = store.private_kvs("__rt/contract")

@@ -59,10 +59,10 @@ class RowsContract:
         assert [(p.namespace, p.key) for p in purged] == [("b2", memory.user("free").key("n"))]
         # kept prefixes and private namespaces stay, however often the janitor runs
         assert await store.purge_expired_rows(100, keep=[("b2", held)]) == []
-        clock.set(now - 2)  # what was kept is still stored
-        assert await memory.get_user_variable("held", "n") == 1
-        assert await memory.get_user_variable("free", "n") is None
-        assert await store.private_kvs("__rt/contract").get("s") == 1
-        clock.set(now)
+        # what was kept is still stored (read as of now - 2, when everything was live)
+        b2 = store.bot("b2").kvs
+        held_key, free_key = memory.user("held").key("n"), memory.user("free").key("n")
+        assert [r.key for r in await b2.rows([held_key, free_key], at=now - 2)] == [held_key]
+        assert [r.key for r in await store.private_kvs("__rt/contract").rows(["s"], at=now - 2)] == ["s"]
         purged = await store.purge_expired_rows(100, "__rt/contract")
         assert [(p.namespace, p.key) for p in purged] == [("__rt/contract", "s")]
