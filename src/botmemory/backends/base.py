@@ -22,7 +22,10 @@ capabilities, small ``Protocol``\s that the store checks with
 - ``BulkLoad``: ``restore`` rows verbatim in one transaction and
   ``replace_namespaces`` atomically (``botmemory load``);
 - ``Checkpoint``: flush a write-ahead log into the database (after erasure);
-- ``DropAll``: delete everything the store holds (test clean-up).
+- ``DropAll``: delete everything the store holds (test clean-up);
+- ``TurnBatching``: a runtime turn's lease taken with its reads across
+  namespaces, and its writes with the lease's release in one
+  compare-and-set batch (every built-in backend has it).
 
 Each backend translates its driver's exceptions into ``StoreError``
 subclasses in one place (its ``_translate`` seam).
