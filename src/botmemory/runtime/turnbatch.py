@@ -1,11 +1,11 @@
-"""A turn's own rows, read in one round trip and written in one, with the lease's release.
+"""A turn's own rows, read with its lease in one round trip and written with its release in one.
 
 A steady-state turn reads and writes rows that only turns of its own
 conversation write: the conversation's owner record, its session and its
 conversation variables. The turn's lease serialises those turns, so the
-runtime reads all of these rows at once right after taking the lease
-(``TurnBackend.read_ahead``, one ``read_many``), serves the turn's reads of
-them from that copy, and keeps the turn's writes to them (compare-and-set on
+runtime reads all of these rows in the call that takes the lease
+(``acquire_and_read`` of the ``TurnBatching`` capability; ``TurnBackend.load``
+keeps them), serves the turn's reads of them from that copy, and keeps the turn's writes to them (compare-and-set on
 the version it read) until the turn ends, when one ``write_batch`` writes
 them and releases the lease. The erasure guard of every write of the turn is
 checked once, after that (``retention.users.ErasureChecks``).
