@@ -22,7 +22,10 @@ capabilities, small ``Protocol``\s that the store checks with
 - ``BulkLoad``: ``restore`` rows verbatim in one transaction and
   ``replace_namespaces`` atomically (``botmemory load``);
 - ``Checkpoint``: flush a write-ahead log into the database (after erasure);
-- ``DropAll``: delete everything the store holds (test clean-up).
+- ``DropAll``: delete everything the store holds (test clean-up);
+- ``TurnBatching``: a runtime turn's lease taken with its reads across
+  namespaces, and its writes with the lease's release in one
+  compare-and-set batch (every built-in backend has it).
 
 Each backend translates its driver's exceptions into ``StoreError``
 subclasses in one place (its ``_translate`` seam).
@@ -39,6 +42,7 @@ __all__ = [
     "KEEP",
     "PRIVATE_NS_PREFIX",
     "Backend",
+    "BatchWrite",
     "BulkLoad",
     "Checkpoint",
     "DropAll",
@@ -49,6 +53,7 @@ __all__ = [
     "Mutation",
     "Purged",
     "Row",
+    "TurnBatching",
     "check_moves",
 ]
 
@@ -117,6 +122,24 @@ class LockLease(NamedTuple):
     expires_at: float
 
 
+class BatchWrite(NamedTuple):
+    """One row of a ``write_batch``: written only if the key is still at ``expected``.
+
+    ``expected`` is the live version the key must have when the batch runs
+    (0: missing or expired); ``version`` is the version to store (the caller
+    knows it: ``expected`` plus the writes it folded into this one).
+    ``expires_at`` is absolute, None for none, or ``KEEP`` (the live row's
+    expiry; none when ``expected`` is 0).
+    """
+
+    ns: str
+    key: str
+    value: bytes
+    expires_at: float | Keep | None
+    version: int
+    expected: int
+
+
 MutateFn = Callable[[Row | None], Mutation | None]
 """Called with the live row (or None); returns what to write, or None for no write.
 
@@ -138,6 +161,42 @@ def check_moves(moves: Mapping[str, str | None]) -> list[tuple[str, str | None]]
     if len(set(sources)) != len(sources) or set(sources) & set(moves):
         raise InvalidInputError("replace_namespaces: a namespace may appear once, as a source or as a target")
     return pairs
+
+
+@runtime_checkable
+class TurnBatching(Protocol):
+    """Optional capability: a runtime turn's reads and writes in one round trip each.
+
+    The runtime reads what a turn needs from several namespaces at once, and
+    writes what the turn changed as one compare-and-set batch that also
+    gives back the conversation's lease. Backends without it get one call
+    per read and write (the runtime checks with ``isinstance``).
+    """
+
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        """Live rows among ``(namespace, key)`` pairs, as ``(namespace, row)`` (any order)."""
+
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        """``acquire_lock`` and, when granted, ``read_many`` right after it, in one round trip.
+
+        The rows are read after the lock is taken, so they include every
+        write its previous holder made before releasing it. Not granted:
+        ``(None, [])``.
+        """
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        """All of ``writes`` (distinct keys) atomically, or none if a key is not at its ``expected`` version.
+
+        ``modified_at`` is ``now``; no quota is checked (the runtime batches
+        only rows that exist or live in quota-free namespaces). With
+        ``release = (lock name, owner)`` the lock is released in the same
+        atomic step when the writes are made (if the owner still holds it).
+
+        Returns:
+            True when written (and released); False, with nothing changed, on a version mismatch.
+        """
 
 
 class Backend(ABC):

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import QuotaExceededError, StoreUnavailableError
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Purged, Row, check_moves
 
 __all__ = ["MemoryBackend"]
 
@@ -101,6 +101,21 @@ class MemoryBackend(Backend):
                 out.append(row)
         return out
 
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        out = []
+        for ns, key in keys:
+            space = self._spaces.get(ns)
+            row = None if space is None else _live(space.rows.get(key), now)
+            if row is not None:
+                out.append((ns, row))
+        return out
+
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        with self._lock:  # neither call suspends: one atomic step
+            lease = await self.acquire_lock(name, owner, ttl, now)
+            return (None, []) if lease is None else (lease, await self.read_many(keys, now))
     async def scan(
         self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
     ) -> list[str]:
@@ -168,6 +183,26 @@ class MemoryBackend(Backend):
                     expires_at = current.expires_at
             self._store(space, Row(key, value, version, expires_at, now))
             return version
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        with self._lock:
+            current = []
+            for w in writes:
+                space = self._space(w.ns)
+                row = _live(space.rows.get(w.key), now)
+                if (0 if row is None else row.version) != w.expected:
+                    return False
+                current.append((space, row))
+            for w, (space, row) in zip(writes, current, strict=True):
+                expires = w.expires_at
+                if isinstance(expires, Keep):
+                    expires = None if row is None else row.expires_at
+                self._store(space, Row(w.key, w.value, w.version, expires, now))
+            if release is not None:
+                held = self._locks.get(release[0])
+                if held is not None and held.owner == release[1]:
+                    del self._locks[release[0]]
+            return True
 
     async def put_many(
         self, ns: str, items: Sequence[tuple[str, bytes]], expires_at: float | None, now: float, max_keys: int | None

@@ -61,7 +61,7 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Mutation, Purged, Row, check_moves
+from .base import PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Mutation, Purged, Row, check_moves
 from .keyrange import prefix_upper_bound
 from .ops import put as _derived_put
 from .urlquery import positive_seconds, seconds, take_query_options, text
@@ -227,6 +227,36 @@ class _Sql:
         )
         # Keep the row so the next grant's fencing token is larger.
         self.release = f"UPDATE {locks} SET owner = NULL WHERE name = %(name)s AND owner = %(owner)s"
+        self.read_many = (
+            f"SELECT kv.ns, kv.key, kv.value, kv.version, kv.expires_at, kv.modified_at FROM {kv} AS kv "
+            "JOIN unnest(%(nss)s::text[], %(keys)s::text[]) AS t(ns, key) ON kv.ns = t.ns AND kv.key = t.key "
+            "WHERE (kv.expires_at IS NULL OR kv.expires_at > %(now)s)"
+        )
+        # One statement, so one round trip and atomic in autocommit: rows
+        # still at their expected version are updated (a concurrent writer
+        # makes the UPDATE re-check the new row version and skip it), missing
+        # ones inserted (a concurrent creator makes ON CONFLICT skip it); if
+        # fewer rows than asked were written, the division by zero aborts
+        # the whole statement, lock release included.
+        self.write_batch = (
+            "WITH w AS (SELECT * FROM unnest(%(nss)s::text[], %(keys)s::text[], %(values)s::bytea[], "
+            "%(exps)s::double precision[], %(keeps)s::boolean[], %(versions)s::bigint[], %(expected)s::bigint[]) "
+            "AS t(ns, key, value, exp, keep, version, expected)), "
+            f"upd AS (UPDATE {kv} AS kv SET value = w.value, version = w.version, "
+            "expires_at = CASE WHEN NOT w.keep THEN w.exp WHEN w.expected = 0 THEN NULL ELSE kv.expires_at END, "
+            "modified_at = %(now)s FROM w WHERE kv.ns = w.ns AND kv.key = w.key AND "
+            "(CASE WHEN kv.expires_at IS NOT NULL AND kv.expires_at <= %(now)s THEN 0 ELSE kv.version END) "
+            "= w.expected "
+            "RETURNING 1), "
+            f"ins AS (INSERT INTO {kv} (ns, key, value, version, expires_at, modified_at) "
+            "SELECT w.ns, w.key, w.value, w.version, CASE WHEN w.keep THEN NULL ELSE w.exp END, %(now)s FROM w "
+            f"WHERE w.expected = 0 AND NOT EXISTS (SELECT 1 FROM {kv} AS o WHERE o.ns = w.ns AND o.key = w.key) "
+            "ON CONFLICT (ns, key) DO NOTHING RETURNING 1), "
+            f"rel AS (UPDATE {locks} SET owner = NULL WHERE %(release)s AND name = %(name)s AND owner = %(owner)s "
+            "RETURNING 1) "
+            "SELECT 1 / ((SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) = %(n)s)::int, "
+            "(SELECT count(*) FROM rel)"
+        )
 
 
 def _translate(exc: BaseException, what: str) -> StoreError:
@@ -492,6 +522,37 @@ class PostgresBackend(Backend):
         rows = await self._fetchall("get_many", self._sql.get_many, {"ns": ns, "keys": keys, "now": now}, read=True)
         return [_row(r) for r in rows]
 
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        pairs = list(dict.fromkeys(keys))
+        if not pairs:
+            return []
+        params = {"nss": [ns for ns, _ in pairs], "keys": [k for _, k in pairs], "now": now}
+        rows = await self._fetchall("read_many", self._sql.read_many, params, read=True)
+        return [(r[0], _row(r[1:])) for r in rows]
+
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        pairs = list(dict.fromkeys(keys))
+        exp = now + ttl
+        lock = {"name": name, "owner": owner, "now": now, "exp": exp}
+        read = {"nss": [ns for ns, _ in pairs], "keys": [k for _, k in pairs], "now": now}
+
+        async def q(conn: AsyncConnection[Any]) -> tuple[Any, list[Any]]:
+            # Two statements sent together (one round trip): the read is a statement of its
+            # own, so its snapshot is taken after the lock was granted and sees every write
+            # the previous holder committed with its release.
+            async with conn.pipeline():
+                granted = await conn.execute(self._sql.acquire, lock)
+                rows = await conn.execute(self._sql.read_many, read)
+                token = await granted.fetchone()
+                found = await rows.fetchall()
+            return token, found
+
+        token, found = await self._run("acquire_and_read", q)
+        if token is None:
+            return None, []
+        return LockLease(name, owner, int(token[0]), exp), [(r[0], _row(r[1:])) for r in found]
     async def scan(
         self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
     ) -> list[str]:
@@ -583,6 +644,32 @@ class PostgresBackend(Backend):
             return version
 
         return await self._transact("mutate", job)
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        ordered = sorted(writes, key=lambda w: (w.ns.encode(), w.key.encode()))  # lock rows in one order
+        params = {
+            "nss": [w.ns for w in ordered],
+            "keys": [w.key for w in ordered],
+            "values": [w.value for w in ordered],
+            "exps": [None if isinstance(w.expires_at, Keep) else w.expires_at for w in ordered],
+            "keeps": [isinstance(w.expires_at, Keep) for w in ordered],
+            "versions": [w.version for w in ordered],
+            "expected": [w.expected for w in ordered],
+            "now": now,
+            "n": len(ordered),
+            "release": release is not None,
+            "name": None if release is None else release[0],
+            "owner": None if release is None else release[1],
+        }
+
+        async def q(conn: AsyncConnection[Any]) -> bool:
+            try:
+                await conn.execute(self._sql.write_batch, params)
+            except psycopg.errors.DivisionByZero:
+                return False  # a row was not at its expected version: the statement changed nothing
+            return True
+
+        return await self._run("write_batch", q)
 
     async def put_many(
         self, ns: str, items: Sequence[tuple[str, bytes]], expires_at: float | None, now: float, max_keys: int | None

@@ -73,7 +73,7 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from .base import PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
+from .base import PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Purged, Row, check_moves
 from .keyrange import prefix_upper_bound
 from .urlquery import positive_seconds, seconds, take_query_options, text
 
@@ -469,7 +469,71 @@ end
 return out
 """
 
+# KEYS: nz, lock, then e, kz, xz, dz per write. ARGV: now, real now, grace,
+# owner ('' to release nothing), then ns, key, id, value, exp ('' none),
+# keep ('1'), version, expected per write. Every check before any write.
+# Returns 1 when written, 0 (nothing changed) on a version mismatch.
+_WRITE_BATCH = (
+    _LIB
+    + """
+local now = tonumber(ARGV[1])
+local n = (#KEYS - 2) / 4
+local kept = {}
+for i = 1, n do
+  local h = redis.call('HMGET', KEYS[3 + 4 * (i - 1)], 'ver', 'x')
+  local live = h[1] and is_live(h[2], now)
+  local ver = 0
+  if live then ver = tonumber(h[1]) end
+  if ver ~= tonumber(ARGV[12 + 8 * (i - 1)]) then return 0 end
+  if live and h[2] then kept[i] = h[2] else kept[i] = '' end
+end
+for i = 1, n do
+  local b = 2 + 4 * (i - 1)
+  local a = 4 + 8 * (i - 1)
+  local exp = ARGV[a + 5]
+  if ARGV[a + 6] == '1' then exp = kept[i] end
+  write(KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+        ARGV[a + 4], tonumber(ARGV[a + 7]), exp, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[2], 'owner') == ARGV[4] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+)
+
+# KEYS: lock, fence, then entries. ARGV: as _ACQUIRE. Returns {token, entries as
+# _GET_MANY packs them}, token 0 (and no entries) when another owner holds the lock.
+_ACQUIRE_AND_READ = (
+    _LIB
+    + """
+local now = tonumber(ARGV[2])
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'x')
+local token
+if cur[1] and tonumber(cur[3]) > now then
+  if cur[1] ~= ARGV[1] then return {0} end
+  token = cur[2]
+else
+  token = fmt(redis.call('INCR', KEYS[2]))
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'x', ARGV[3])
+native(KEYS[1], ARGV[3], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local out = {tonumber(token)}
+for i = 3, #KEYS do
+  local h = redis.call('HMGET', KEYS[i], 'v', 'ver', 'x', 'm')
+  if h[1] and h[2] and h[4] then
+    out[i - 1] = h[2] .. '\0' .. (h[3] or '') .. '\0' .. h[4] .. '\0' .. h[1]
+  else
+    out[i - 1] = false
+  end
+end
+return out
+"""
+)
+
 _SCRIPTS: Final = {
+    "acquire_and_read": _ACQUIRE_AND_READ,
+    "write_batch": _WRITE_BATCH,
     "get_many": _GET_MANY,
     "put": _PUT,
     "put_many": _PUT_MANY,
@@ -624,6 +688,41 @@ class RedisBackend(Backend):
                 rows.append(Row(key, value, int(ver), expires_at, float(m)))
         return rows
 
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        pairs = list(dict.fromkeys(keys))
+        if len(pairs) > _BATCH:  # bounded scripts: the lock, then the reads in pages
+            lease = await self.acquire_lock(name, owner, ttl, now)
+            return (None, []) if lease is None else (lease, await self.read_many(pairs, now))
+        real, grace = self._real()
+        exp = now + ttl
+        keys_ = [f"{self.prefix}l:{name}", self._fence, *(self._ekey(ns, key) for ns, key in pairs)]
+        found = await self._script("acquire_and_read", keys_, [owner, _f(now), _f(exp), real, grace])
+        token = int(found[0])
+        if not token:
+            return None, []
+        return LockLease(name, owner, token, exp), self._unpack(pairs, found[1:], now)
+
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        pairs = list(dict.fromkeys(keys))
+        found: list[Any] = []
+        for i in range(0, len(pairs), _BATCH):  # bounded scripts: Redis serves no one else while one runs
+            entries = [self._ekey(ns, key) for ns, key in pairs[i : i + _BATCH]]
+            found += await self._script("get_many", entries, [], read=True)
+        return self._unpack(pairs, found, now)
+
+    @staticmethod
+    def _unpack(pairs: Sequence[tuple[str, str]], found: Sequence[Any], now: float) -> list[tuple[str, Row]]:
+        out = []
+        for (ns, key), packed in zip(pairs, found, strict=True):
+            if packed is None:
+                continue
+            ver, x, m, value = bytes(packed).split(b"\0", 3)
+            expires_at = float(x) if x else None
+            if expires_at is None or expires_at > now:
+                out.append((ns, Row(key, value, int(ver), expires_at, float(m))))
+        return out
     async def scan(
         self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
     ) -> list[str]:
@@ -728,6 +827,19 @@ class RedisBackend(Backend):
                         await pipe.reset()  # type: ignore[no-untyped-call]
         except (TimeoutError, RedisError, OSError) as exc:
             raise _translate(exc, "mutate") from exc
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        real, grace = self._real()
+        lock = f"{self.prefix}l:{release[0]}" if release is not None else f"{self.prefix}l:"
+        keys: list[Any] = [self._nz, lock]
+        args: list[Any] = [_f(now), real, grace, "" if release is None else release[1]]
+        for w in writes:
+            kz, xz, dz, _ = self._ns_keys(w.ns)
+            keys += [self._ekey(w.ns, w.key), kz, xz, dz]
+            keep = isinstance(w.expires_at, Keep)
+            exp = "" if isinstance(w.expires_at, Keep) or w.expires_at is None else _f(w.expires_at)
+            args += [w.ns, w.key, self._id(w.ns, w.key), w.value, exp, "1" if keep else "0", w.version, w.expected]
+        return bool(await self._script("write_batch", keys, args))
 
     async def put_many(
         self, ns: str, items: Sequence[tuple[str, bytes]], expires_at: float | None, now: float, max_keys: int | None

@@ -42,7 +42,7 @@ from ..errors import (
     StoreTimeoutError,
     StoreUnavailableError,
 )
-from .base import KEEP, PRIVATE_NS_PREFIX, Backend, Keep, LockLease, MutateFn, Purged, Row, check_moves
+from .base import KEEP, PRIVATE_NS_PREFIX, Backend, BatchWrite, Keep, LockLease, MutateFn, Purged, Row, check_moves
 from .keyrange import prefix_upper_bound
 from .ops import put as _derived_put
 
@@ -100,6 +100,8 @@ _PUT = (
     "modified_at = excluded.modified_at RETURNING version"
 )
 _SELECT_ROW = "SELECT key, value, version, expires_at, modified_at FROM kv WHERE ns = ? AND key = ?"
+_SELECT_VERSION = "SELECT version, expires_at FROM kv WHERE ns = ? AND key = ?"
+_COLUMNS = "key, value, version, expires_at, modified_at"
 _CHUNK = 500
 
 
@@ -641,6 +643,21 @@ class SQLiteBackend(Backend):
 
         return await self._read(q) if keys else []
 
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        q = _read_many_query(keys, now)
+        return await self._read(q) if keys else []
+
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        read = _read_many_query(keys, now)
+
+        def job(conn: sqlite3.Connection) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+            # one write job: the lock row and the reads in one transaction
+            lease = _acquire(conn, name, owner, ttl, now)
+            return (None, []) if lease is None else (lease, read(conn) if keys else [])
+
+        return await self._write(job)
     async def scan(
         self, ns: str, prefix: str, after: str | None, limit: int, now: float, *, expired: bool = False
     ) -> list[str]:
@@ -710,6 +727,27 @@ class SQLiteBackend(Backend):
             version = 1 if current is None else current.version + 1
             conn.execute(_UPSERT, (ns, key, mutation.value, version, expires, now))
             return version
+
+        return await self._write(job)
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        writes = list(writes)
+
+        def job(conn: sqlite3.Connection) -> bool:
+            # one job: one transaction (or a savepoint in a group); every check before any write
+            rows = []
+            for w in writes:
+                r = conn.execute(_SELECT_VERSION, (w.ns, w.key)).fetchone()
+                live = r is not None and (r[1] is None or r[1] > now)
+                if (r[0] if live else 0) != w.expected:
+                    return False
+                rows.append(r[1] if live else None)
+            for w, current_exp in zip(writes, rows, strict=True):
+                exp = current_exp if isinstance(w.expires_at, Keep) else w.expires_at
+                conn.execute(_UPSERT, (w.ns, w.key, w.value, w.version, exp, now))
+            if release is not None:
+                conn.execute("UPDATE locks SET owner = NULL WHERE name = ? AND owner = ?", release)
+            return True
 
         return await self._write(job)
 
@@ -828,23 +866,7 @@ class SQLiteBackend(Backend):
 
     # -- locks -------------------------------------------------------------
     async def acquire_lock(self, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
-        def job(conn: sqlite3.Connection) -> LockLease | None:
-            r = conn.execute("SELECT owner, token, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
-            if r is not None and r[0] is not None and r[2] > now:
-                if r[0] != owner:
-                    return None
-                token = r[1]
-            else:
-                token = (r[1] if r is not None else 0) + 1
-            conn.execute(
-                "INSERT INTO locks (name, owner, token, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
-                "expires_at = excluded.expires_at",
-                (name, owner, token, now + ttl),
-            )
-            return LockLease(name, owner, token, now + ttl)
-
-        return await self._write(job)
+        return await self._write(lambda conn: _acquire(conn, name, owner, ttl, now))
 
     async def release_lock(self, name: str, owner: str) -> bool:
         def job(conn: sqlite3.Connection) -> bool:
@@ -926,6 +948,51 @@ def _range(ns: str, prefix: str, after: str | None) -> tuple[str, tuple[Any, ...
         sql += " AND key < ?"
         params.append(bound)
     return sql, tuple(params)
+
+
+def _acquire(conn: sqlite3.Connection, name: str, owner: str, ttl: float, now: float) -> LockLease | None:
+    """Take (or renew) lock ``name`` for ``owner`` inside the caller's write transaction."""
+    r = conn.execute("SELECT owner, token, expires_at FROM locks WHERE name = ?", (name,)).fetchone()
+    if r is not None and r[0] is not None and r[2] > now:
+        if r[0] != owner:
+            return None
+        token = r[1]
+    else:
+        token = (r[1] if r is not None else 0) + 1
+    conn.execute(
+        "INSERT INTO locks (name, owner, token, expires_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, "
+        "expires_at = excluded.expires_at",
+        (name, owner, token, now + ttl),
+    )
+    return LockLease(name, owner, token, now + ttl)
+
+
+def _read_many_query(
+    keys: Sequence[tuple[str, str]], now: float
+) -> Callable[[sqlite3.Connection], list[tuple[str, Row]]]:
+    """The reads of ``read_many``: one primary-key search per key, a SELECT per namespace joined by UNION ALL.
+
+    (A row value ``(ns, key) IN (VALUES …)`` would make SQLite scan the whole table.)
+    """
+    by_ns: dict[str, list[str]] = {}
+    for ns, key in dict.fromkeys(keys):
+        by_ns.setdefault(ns, []).append(key)
+    parts: list[tuple[str, list[Any]]] = []
+    for ns, names in by_ns.items():
+        for chunk, marks in _chunks(names):
+            sql = f"SELECT ns, {_COLUMNS} FROM kv WHERE ns = ? AND key IN ({marks}) AND {_LIVE}"
+            parts.append((sql, [ns, *chunk, now]))
+
+    def q(conn: sqlite3.Connection) -> list[tuple[str, Row]]:
+        out: list[tuple[str, Row]] = []
+        for i in range(0, len(parts), 8):
+            group = parts[i : i + 8]
+            sql = " UNION ALL ".join(part for part, _ in group)
+            out.extend((r[0], _row(r[1:])) for r in conn.execute(sql, [v for _, ps in group for v in ps]))
+        return out
+
+    return q
 
 
 def _count(conn: sqlite3.Connection, ns: str, now: float) -> int:

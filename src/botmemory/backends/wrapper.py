@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from .base import (
     Backend,
+    BatchWrite,
     BulkLoad,
     Checkpoint,
     DropAll,
@@ -25,6 +26,7 @@ from .base import (
     MutateFn,
     Purged,
     Row,
+    TurnBatching,
 )
 
 __all__ = ["BackendWrapper", "wrap"]
@@ -139,6 +141,21 @@ class _Checkpoint(BackendWrapper):
         await self._call(self.inner.checkpoint)
 
 
+class _TurnBatching(BackendWrapper):
+    inner: Any
+
+    async def read_many(self, keys: Sequence[tuple[str, str]], now: float) -> list[tuple[str, Row]]:
+        return await self._call(self.inner.read_many, keys, now)
+
+    async def acquire_and_read(
+        self, name: str, owner: str, ttl: float, keys: Sequence[tuple[str, str]], now: float
+    ) -> tuple[LockLease | None, list[tuple[str, Row]]]:
+        return await self._call(self.inner.acquire_and_read, name, owner, ttl, keys, now)
+
+    async def write_batch(self, writes: Sequence[BatchWrite], now: float, release: tuple[str, str] | None) -> bool:
+        return await self._call(self.inner.write_batch, writes, now, release)
+
+
 class _DropAll(BackendWrapper):
     inner: Any
 
@@ -152,6 +169,7 @@ _MIXINS: tuple[tuple[type, type[BackendWrapper]], ...] = (
     (BulkLoad, _BulkLoad),
     (Checkpoint, _Checkpoint),
     (DropAll, _DropAll),
+    (TurnBatching, _TurnBatching),
 )
 _classes: dict[tuple[type[BackendWrapper], tuple[type, ...]], type[BackendWrapper]] = {}
 

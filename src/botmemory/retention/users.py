@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 from ..backends.base import PRIVATE_NS_PREFIX, Mutation, Row
@@ -60,7 +61,14 @@ if TYPE_CHECKING:
     from ..kvs import KVS
     from ..store import Bot, Store
 
-__all__ = ["ERASURE_GUARD_TTL", "Users", "erased_ns", "install_hooks"]
+__all__ = [
+    "ERASURE_GUARD_TTL",
+    "ErasureChecks",
+    "Users",
+    "deferred_erasure_checks",
+    "erased_ns",
+    "install_hooks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -142,24 +150,93 @@ class _Guard:
         guarded = [(key, version, tombs) for key, version in items if (tombs := self.tombs(key))]
         if not guarded:
             return
-        store = self.bot.store
-        names = sorted({t for _, _, tombs in guarded for t in tombs})
-        erased = store.private_kvs(erased_ns(self.bot.id))
-        if len(names) == 1:  # the common case, and a cheaper lookup than an IN list
-            one = await erased.row(names[0])
-            rows = [] if one is None else [one]
-        else:
-            rows = await erased.rows(names)
-        found = {r.key: decode(r.value) for r in rows}
+        checks = deferred_erasure_checks.get()
+        if checks is not None and checks.defer(self, guarded, started):
+            return  # checked once, after the unit of work's writes landed (see ErasureChecks)
+        found = await _read_tombs(self.bot, sorted({t for _, _, tombs in guarded for t in tombs}))
+        await self.undo_racing(guarded, started, found, {})
+
+    async def undo_racing(
+        self,
+        guarded: Sequence[tuple[str, int, list[str]]],
+        started: float,
+        found: Mapping[str, Any],
+        versions: Mapping[tuple[str, str], int],
+    ) -> None:
+        """Erase the writes of ``guarded`` that raced an erasure, given the tombstones ``found`` after them.
+
+        ``versions`` gives the version a key ended up at when it differs from
+        the one recorded (a batched write that had to be replayed).
+        """
         if not found:
             return
+        store = self.bot.store
         for key, version, tombs in guarded:
             for t in tombs:
                 tomb = found.get(t)
                 if tomb is not None and (tomb.get("ended") is None or started <= tomb["ended"]):
+                    version = versions.get((self.namespace, key), version)
                     await _erase_if_version(store.kvs(self.namespace), key, version, store)
                     log.info("a write to %r raced an erasure and was undone", self.namespace)
                     break
+
+
+async def _read_tombs(bot: Bot, names: Sequence[str]) -> dict[str, Any]:
+    """The erasure tombstones among ``names`` of the bot, decoded, by name."""
+    erased = bot.store.private_kvs(erased_ns(bot.id))
+    if len(names) == 1:  # the common case, and a cheaper lookup than an IN list
+        one = await erased.row(names[0])
+        rows = [] if one is None else [one]
+    else:
+        rows = await erased.rows(names)
+    return {r.key: decode(r.value) for r in rows}
+
+
+class ErasureChecks:
+    """The erasure guard of a unit of work (a runtime turn), checked once at its end.
+
+    While ``deferred_erasure_checks`` holds one, guarded writes record what
+    to check instead of reading their tombstones after each write; ``run``
+    then reads every tombstone they need (one read per bot) and undoes the
+    writes that raced an erasure. The claim of the module docstring holds as
+    long as ``run`` is called after the last of those writes landed: the
+    check only has to come after the write, not right after it. Writes made
+    after ``run`` started (bot code that outlived its turn) are checked at
+    once, as without a unit of work.
+    """
+
+    __slots__ = ("_entries", "open")
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[_Guard, list[tuple[str, int, list[str]]], float]] = []
+        self.open = True
+
+    def defer(self, guard: _Guard, guarded: list[tuple[str, int, list[str]]], started: float) -> bool:
+        """Record a guarded write for ``run``; False when closed (the caller checks at once)."""
+        if not self.open:
+            return False
+        self._entries.append((guard, guarded, started))
+        return True
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    async def run(self, versions: Mapping[tuple[str, str], int] | None = None) -> None:
+        """Check every recorded write; ``versions``: see ``_Guard.undo_racing``."""
+        self.open = False
+        entries, self._entries = self._entries, []
+        by_bot: dict[int, list[tuple[_Guard, list[tuple[str, int, list[str]]], float]]] = {}
+        for entry in entries:
+            by_bot.setdefault(id(entry[0].bot), []).append(entry)
+        for group in by_bot.values():
+            names = sorted({t for _, guarded, _ in group for _, _, tombs in guarded for t in tombs})
+            found = await _read_tombs(group[0][0].bot, names)
+            for guard, guarded, started in group:
+                await guard.undo_racing(guarded, started, found, versions or {})
+
+
+#: The unit of work whose erasure checks are deferred (the runtime sets it for a turn).
+deferred_erasure_checks: ContextVar[ErasureChecks | None] = ContextVar("botmemory_erasure_checks", default=None)
 
 
 async def _erase_if_version(kvs: KVS, key: str, version: int, store: Store) -> None:

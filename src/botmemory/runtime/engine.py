@@ -6,7 +6,14 @@ A turn (``converse``) of one conversation:
    else a new uuid4 hex id); a conversation belongs to the user who started
    it, so a conversation id of another user's conversation raises
    ``ConversationNotFoundError`` (see ``sessions.SessionStore.claim``);
-   take its lease (``sessions.ConversationLease``);
+   take its lease (``sessions.ConversationLease``). On a backend with the
+   ``TurnBatching`` capability (all built-in ones) the call that takes the
+   lease also reads the turn's owner record, session and conversation
+   variables (the owner of a given conversation id is checked there, under
+   the lease), and its
+   writes of those rows are written together, with the lease's release,
+   when the turn ends (``turnbatch``): 3 backend calls for a steady-state
+   turn, besides what the bot's own hooks and custom actions do;
 2. ``before_incoming`` hooks; read the session; a timed-out session is
    ended first (variables discarded, ``after_conversation_end``);
    ``after_incoming`` hooks;
@@ -17,7 +24,9 @@ A turn (``converse``) of one conversation:
    its ``on_enter`` and, when the node has no ``on_receive``, its ``next``
    right away; ``END`` ends the session; no transition: wait at the node;
 5. save the session (compare-and-set, expiry = now + ``session_timeout``)
-   or end it; ``before_outgoing`` hooks on every reply; release the lease.
+   or end it; ``before_outgoing`` hooks on every reply; release the lease
+   (with the batched writes; then the erasure guard of the turn's writes,
+   checked once).
 
 A failure inside steps 2–5 (template, action, backend, a step limit against
 transition loops) answers the bot's ``error_message``, is logged with bot,
@@ -43,10 +52,19 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any, Final, cast
 
+from ..backends.base import TurnBatching
 from ..cancellation import stop_if_cancelled
-from ..errors import ConversationNotFoundError, InvalidInputError, KeyNotFoundError, StoreError
+from ..errors import (
+    ConversationNotFoundError,
+    InvalidInputError,
+    KeyNotFoundError,
+    QuotaExceededError,
+    StoreError,
+    VersionConflictError,
+)
 from ..keys import validate_key
 from ..retention.janitor import Janitor
+from ..retention.layout import owners_ns, sessions_ns
 from ..retention.users import Users
 from ..store import Bot, Store
 from .actions import ActionContext, BotSDK
@@ -58,6 +76,7 @@ from .loader import LoadedBot, load_bots
 from .metrics import MeteredBackend, TurnStats, current_turn
 from .sessions import ConversationLease, Session, SessionStore
 from .templates import MEMORY_SCOPES, Reads, Variables
+from .turnbatch import MAX_READ_AHEAD, TurnBackend, TurnBatch
 
 __all__ = ["MAX_STEPS", "Runtime", "TurnError"]
 
@@ -121,14 +140,32 @@ class Runtime:
             # conversation leases serialise turns across processes: without them two could interleave
             raise InvalidInputError(f"the runtime needs a backend with locks; {store.backend_name} has none")
         # One store, its backend metered, so the store's share of each turn
-        # is measurable (metrics.MeteredBackend; a pass-through outside turns).
+        # is measurable (metrics.MeteredBackend; a pass-through outside turns),
+        # and batched above that: a turn's own rows are read with its lease and
+        # written with its release (turnbatch.TurnBackend; a pass-through outside turns).
         store.wrap_backend(MeteredBackend)
+        self._turns = store.wrap_backend(TurnBackend)
+        self._turns.clock = store.clock
         self._store = store
+        self._read_names: dict[str, tuple[str, ...]] = {}
         self._janitor: Any = None  # botmemory.retention.Janitor, made at the first janitor_once
         self._sdk: dict[str, BotSDK] = {}
         self._sessions: dict[str, SessionStore] = {}
         self._closed = False
         self._botpress = BotpressEngine(self)  # runs the turns of Botpress bot folders (runtime/botpress)
+
+    @property
+    def batching(self) -> bool:
+        """Whether turns read and write their own rows in one call each (the backend's ``TurnBatching``).
+
+        Set it to False to run turns as without the capability, one call per
+        read and write (the benchmark measures both).
+        """
+        return self._turns.batching
+
+    @batching.setter
+    def batching(self, on: bool) -> None:
+        self._turns.batching = bool(on) and isinstance(self._turns.inner, TurnBatching)
 
     # -- lifecycle -------------------------------------------------------------
     @classmethod
@@ -258,31 +295,74 @@ class Runtime:
         started = time.perf_counter()
         try:
             sessions = self._sessions[loaded.id]
+            # with batching, a given conversation's owner is read under the lease, with the rest of the turn
+            check_owner = conversation_id is not None and self._turns.batching
             if conversation_id is None:
                 # the user's current conversation was started by this user: no ownership check
                 conversation_id = await sessions.current(user_id)
                 if conversation_id is None:
                     conversation_id = uuid.uuid4().hex
                     await self._own(loaded, user_id, conversation_id, new=True)
-            else:
+            elif not check_owner:
                 await self._own(loaded, user_id, conversation_id)
             lease = ConversationLease(
                 self._store, loaded.id, conversation_id, ttl=loaded.turn_timeout + _LEASE_MARGIN, wait=self.lock_wait
             )
-            await lease.acquire()
+            keys = self._read_ahead(loaded, conversation_id) if self._turns.batching else []
+            rows = await lease.acquire(read=keys, reader=self._turns.inner)
+            batch, tokens = self._turns.begin()
             try:
+                self._turns.load(batch, keys, rows)
+                if check_owner:
+                    await self._own(loaded, user_id, conversation_id)
                 replies = await self._bounded_turn(loaded, user_id, text, conversation_id, stats)
-            finally:
-                try:
-                    await lease.release()
-                except StoreError:
-                    logger.exception("bot %s: releasing the lease of %s failed", loaded.id, conversation_id)
+            except BaseException:
+                await self._end_turn(loaded, conversation_id, batch, tokens, lease)
+                raise
+            if not await self._end_turn(loaded, conversation_id, batch, tokens, lease):
+                stats.errors += 1
+                replies = [{"type": "text", "text": loaded.error_message, "conversation_id": conversation_id}]
             return replies
         finally:
             current_turn.reset(token)
             stats.turn_seconds = time.perf_counter() - started
             self.last_turn = stats
             self.metrics.add(stats)
+
+    def _read_ahead(self, loaded: LoadedBot, conversation_id: str) -> list[tuple[str, str]]:
+        """What a turn reads ahead: owner, session and the conversation variables the flows name."""
+        keys = [(owners_ns(loaded.id), conversation_id), (sessions_ns(loaded.id), conversation_id)]
+        suffixes = self._read_names.get(loaded.id)
+        if suffixes is None:
+            # each name's part of the variable's key, encoded once (a name no variable can have is left out)
+            scope = self._store.bot(loaded.id).memory.conversation("x")
+            found: list[str] = []
+            for name in _conversation_names(loaded):
+                try:
+                    found.append(scope.key(name)[len(scope.prefix) :])
+                except InvalidInputError:
+                    continue
+            self._read_names[loaded.id] = suffixes = tuple(found)
+        if suffixes:
+            prefix = self._store.bot(loaded.id).memory.conversation(conversation_id).prefix
+            keys += [(loaded.id, prefix + suffix) for suffix in suffixes]
+        return keys
+
+    async def _end_turn(
+        self, loaded: LoadedBot, conversation_id: str, batch: TurnBatch, tokens: Any, lease: ConversationLease
+    ) -> bool:
+        """Write the turn's batched rows and release its lease; False (logged) when that failed."""
+        release = (lease.name, lease.owner) if lease.lease is not None else None
+        lease.lease = None
+        try:
+            await self._turns.end(batch, tokens, release)
+        except (StoreError, VersionConflictError, QuotaExceededError) as exc:
+            logger.error(
+                "bot %s: writing the end of the turn of conversation %s failed: %s: %s",
+                loaded.id, conversation_id, type(exc).__name__, exc,
+            )
+            return False
+        return True
 
     async def _own(self, loaded: LoadedBot, user_id: str, conversation_id: str, *, new: bool = False) -> None:
         """Make sure ``conversation_id`` is the user's: claim it when it is nobody's yet.
@@ -642,6 +722,30 @@ class Runtime:
         report: Any = await self._janitor.run_once()
         result: dict[str, Any] = dict(report.as_dict())
         return result
+
+
+_CONVERSATION_ACTIONS: Final = frozenset(
+    f"{verb}ConversationVariable" for verb in ("set", "get", "incr", "delete")
+)
+
+
+def _conversation_names(loaded: LoadedBot) -> tuple[str, ...]:
+    """Conversation variables the bot's flows name (constant names only), for the turns' read-ahead."""
+    if isinstance(loaded, BotpressBot):
+        return ()
+    names: dict[str, None] = {}
+    for flow in loaded.flows.values():
+        for node in flow.nodes.values():
+            for call in (*node.on_enter, *(node.on_receive or ())):
+                arg = call.args.get("name")
+                if call.name in _CONVERSATION_ACTIONS and arg is not None and arg.is_constant \
+                        and isinstance(arg.constant, str):
+                    names[arg.constant] = None
+                names.update(dict.fromkeys(call.reads.names.get("conversation", ())))
+            for transition in node.next:
+                if transition.condition is not None:
+                    names.update(dict.fromkeys(transition.condition.reads.names.get("conversation", ())))
+    return tuple(names)[:MAX_READ_AHEAD]
 
 
 def _resolve(call: ActionCall, context: dict[str, Any]) -> dict[str, Any]:

@@ -25,10 +25,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..backends.base import LockLease
+from ..backends.base import LockLease, Row
 from ..codec import decode
 from ..errors import StoreTimeoutError
 from ..keys import encode_component
@@ -187,7 +188,7 @@ class ConversationLease:
             0 tries once and raises at once.
     """
 
-    __slots__ = ("_store", "lease", "name", "owner", "ttl", "wait")
+    __slots__ = ("_store", "lease", "name", "owner", "rows", "ttl", "wait")
 
     def __init__(self, store: Store, bot_id: str, conversation_id: str, *, ttl: float, wait: float) -> None:
         self._store = store
@@ -197,25 +198,39 @@ class ConversationLease:
         self.ttl = ttl
         self.wait = wait
         self.lease: LockLease | None = None
+        #: rows read with the lease (``acquire(read=…)``), as ``(namespace, row)``
+        self.rows: list[tuple[str, Row]] = []
 
-    async def try_acquire(self) -> bool:
-        """Take the lease if it is free; True when taken."""
-        self.lease = await self._store.acquire_lock(self.name, self.owner, self.ttl)
+    async def try_acquire(self, read: Sequence[tuple[str, str]] = (), reader: Any = None) -> bool:
+        """Take the lease if it is free; True when taken.
+
+        Args:
+            read: ``(namespace, key)`` pairs to read right after taking it, in
+                the same call, with ``reader`` (a ``TurnBatching`` backend); see ``rows``.
+            reader: what reads them (the runtime's ``turnbatch.TurnBackend``).
+        """
+        if read and reader is not None:
+            self.lease, self.rows = await reader.acquire_and_read(
+                self.name, self.owner, self.ttl, read, self._store.clock.now()
+            )
+        else:
+            self.lease = await self._store.acquire_lock(self.name, self.owner, self.ttl)
         return self.lease is not None
 
-    async def acquire(self) -> None:
-        """Wait (polling with backoff, real time) until the lease is ours.
+    async def acquire(self, read: Sequence[tuple[str, str]] = (), reader: Any = None) -> list[tuple[str, Row]]:
+        """Wait (polling with backoff, real time) until the lease is ours; returns the rows of ``read``.
 
         Raises:
             StoreTimeoutError: not free within ``wait`` seconds.
         """
         deadline = time.monotonic() + self.wait
         delay = 0.002
-        while not await self.try_acquire():
+        while not await self.try_acquire(read, reader):
             if time.monotonic() >= deadline:
                 raise StoreTimeoutError(f"conversation is busy: no turn lease within {self.wait:g}s ({self.name})")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
+        return self.rows
 
     async def release(self) -> None:
         """Give the lease back (no-op when not held)."""
