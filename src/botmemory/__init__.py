@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 # top, so the store below never imports it. The import waits for the first
 # handle, so `import botmemory` stays cheap.
 def _attach_retention(bot: Bot) -> None:
-    from .retention.users import install_hooks
+    from .retention.guard import install_hooks
 
     install_hooks(bot)
 

@@ -93,7 +93,7 @@ class Bot:
         # Features above the store attach here: retention's hook applies
         # ``self.retention``'s policies to writes (none while it is None) and
         # keeps a write that races a user's erasure from bringing the user's
-        # data back (see botmemory.retention.users).
+        # data back (see botmemory.retention.guard).
         for hook in _BOT_HOOKS:
             hook(self)
 

@@ -54,9 +54,9 @@ from ..codec import decode, encode
 from ..errors import InvalidInputError
 from ..keys import GLOBAL_NS, decode_component, validate_bot_id
 from .audit import AuditLog, records_for_keys
+from .guard import erased_ns
 from .layout import audit_ns, holds_ns, links_ns
 from .policy import DEFAULT_AUDIT_RETENTION, Policy, RetentionConfig, firstwrite_ns, state_ns
-from .users import erased_ns
 
 if TYPE_CHECKING:
     from ..store import Store

@@ -8,7 +8,7 @@ runtime reads all of these rows in the call that takes the lease
 keeps them), serves the turn's reads of them from that copy, and keeps the turn's writes to them (compare-and-set on
 the version it read) until the turn ends, when one ``write_batch`` writes
 them and releases the lease. The erasure guard of every write of the turn is
-checked once, after that (``retention.users.ErasureChecks``).
+checked once, after that (``retention.guard.ErasureChecks``).
 
 What stays as before:
 
@@ -22,7 +22,7 @@ What stays as before:
 - a failed turn keeps the writes it made before the error: they are
   written when the turn ends, as any others (the session is not saved);
 - a write racing ``forget``: the guard's check comes after the write landed,
-  which is all its proof needs (see ``retention.users``).
+  which is all its proof needs (see ``retention.guard``).
 
 Bot code that outlives its turn (an abandoned hook task) finds the batch
 closed and goes straight to the backend.
@@ -38,7 +38,7 @@ from typing import Any, Final, TypeVar
 
 from ..backends.base import Backend, BatchWrite, Keep, MutateFn, Mutation, Row, TurnBatching
 from ..backends.wrapper import BackendWrapper
-from ..retention.users import ErasureChecks, deferred_erasure_checks
+from ..retention.guard import ErasureChecks, deferred_erasure_checks
 
 __all__ = ["TurnBackend", "TurnBatch", "current_batch"]
 
