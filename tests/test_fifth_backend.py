@@ -209,6 +209,26 @@ async def test_the_runtime_needs_locks(store: botmemory.Store, clock: FakeClock,
         await botmemory.Runtime.open(without, tmp_path)
 
 
+async def test_the_example_bot_runs_on_it(store: botmemory.Store) -> None:
+    """The runtime needs nothing but the primitives and Locks: no TurnBatching, no FastPaths."""
+    from botmemory.backends.base import TurnBatching
+
+    assert not store.supports(TurnBatching)
+    bots = Path(__file__).resolve().parents[1] / "bots"
+    runtime = await botmemory.Runtime.open(store, bots, only=["example"])
+    try:
+        first = await runtime.converse("example", user_id="u1", text="hello")
+        cid = first[0]["conversation_id"]
+        await runtime.converse("example", user_id="u1", text="call me Ada", conversation_id=cid)
+        replies = await runtime.converse("example", user_id="u1", text="echo 1", conversation_id=cid)
+        assert replies and all(r["conversation_id"] == cid for r in replies)
+        assert await store.bot("example").memory.user("u1").items()  # the user scope was written
+        export = await store.bot("example").users.export("u1")
+        assert cid in export["conversations"]
+    finally:
+        await runtime.close()
+
+
 async def test_metering_wraps_the_one_store_and_keeps_its_capabilities(store: botmemory.Store) -> None:
     inner = store.backend
     metered = store.wrap_backend(MeteredBackend)
