@@ -33,24 +33,7 @@ from botmemory.errors import InvalidInputError, QuotaExceededError, StoreUnavail
 from botmemory.runtime.metrics import MeteredBackend, TurnStats, current_turn
 from botmemory.testing import FakeClock
 from botmemory.testing.backends import open_test_store, register_test_backend
-from botmemory.testing.contract import (
-    BackendContract,
-    BotpressContract,
-    BulkLoadContract,
-    ConcurrencyContract,
-    ExpiredContract,
-    ExpiryContract,
-    ExpiryRulesContract,
-    IsolationContract,
-    KeysContract,
-    KVSContract,
-    LimitsContract,
-    LocksContract,
-    MemoryContract,
-    PathContract,
-    ValuesContract,
-    VersionContract,
-)
+from botmemory.testing.contract import BulkLoadContract, ConcurrencyContract, ContractSuite, LocksContract
 
 
 def _live(row: Row | None, now: float) -> Row | None:
@@ -246,55 +229,7 @@ async def test_metering_wraps_the_one_store_and_keeps_its_capabilities(store: bo
     assert stats.store_calls == 2
 
 
-class TestKVS(KVSContract):
-    pass
-
-
-class TestPaths(PathContract):
-    pass
-
-
-class TestKeys(KeysContract):
-    pass
-
-
-class TestExpiry(ExpiryContract):
-    pass
-
-
-class TestExpiryRules(ExpiryRulesContract):
-    pass
-
-
-class TestExpired(ExpiredContract):
-    pass
-
-
-class TestVersions(VersionContract):
-    pass
-
-
-class TestValues(ValuesContract):
-    pass
-
-
-class TestLimits(LimitsContract):
-    pass
-
-
-class TestMemory(MemoryContract):
-    pass
-
-
-class TestIsolation(IsolationContract):
-    pass
-
-
-class TestBotpress(BotpressContract):
-    pass
-
-
-class TestBackend(BackendContract):
+class TestContract(ContractSuite):
     pass
 
 

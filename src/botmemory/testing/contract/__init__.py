@@ -65,6 +65,7 @@ __all__ = [
     "BotpressContract",
     "BulkLoadContract",
     "ConcurrencyContract",
+    "ContractSuite",
     "ExpiredContract",
     "ExpiryContract",
     "ExpiryRulesContract",
@@ -86,3 +87,24 @@ __all__ = [
 
 class BackendContract(RowsContract, BulkLoadContract, LocksContract):
     """Rows beyond the KVS methods, and the ``BulkLoad`` and ``Locks`` capabilities."""
+
+
+class ContractSuite(
+    KVSContract,
+    PathContract,
+    KeysContract,
+    ExpiryContract,
+    ExpiryRulesContract,
+    ExpiredContract,
+    VersionContract,
+    ValuesContract,
+    LimitsContract,
+    MemoryContract,
+    IsolationContract,
+    BotpressContract,
+    BackendContract,
+):
+    """Every class above but ``ConcurrencyContract``, in one: ``class TestMine(ContractSuite): pass``.
+
+    (Their test names are distinct, so none hides another.)
+    """
