@@ -12,15 +12,16 @@ huge values are refused before orjson builds them.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, cast
 
 import orjson
 
-from botmemory.errors import ValueTooLargeError, ValueTypeError
+from botmemory.errors import InvalidInputError, ValueTooLargeError, ValueTypeError, show_value
 from botmemory.limits import Limits
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "loads_strict"]
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -176,3 +177,33 @@ def decode(data: bytes | str) -> Any:
         The value; arrays come back as lists.
     """
     return orjson.loads(data)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueTypeError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidInputError(f"duplicate object key {show_value(key)}")
+            seen.add(key)
+    return obj
+
+
+def loads_strict(text: str) -> Any:
+    """JSON text from outside (an HTTP body, a CLI argument, a dump line), read strictly.
+
+    ``NaN``/``Infinity`` and duplicate object keys are refused (orjson and
+    the standard library accept them silently: the last duplicate wins).
+
+    Raises:
+        json.JSONDecodeError: not JSON (a ``ValueError``).
+        ValueTypeError: ``NaN``, ``Infinity`` or ``-Infinity``.
+        InvalidInputError: an object has the same key twice.
+        RecursionError: nested too deeply to parse.
+    """
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)

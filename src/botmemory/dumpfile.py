@@ -62,7 +62,7 @@ import orjson
 
 from .backends.base import PRIVATE_NS_PREFIX, Row
 from .cancellation import stop_if_cancelled
-from .codec import encode
+from .codec import encode, loads_strict
 from .errors import BotMemoryError, InvalidInputError, StoreError
 from .expiry import MAX_EXPIRY_MS
 from .keys import GLOBAL_NS, validate_key
@@ -253,15 +253,6 @@ class LoadPlan:
         return sum(self.namespaces.values())
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate object key")
-    return obj
 
 
 def _parse(raw: bytes, line: int) -> Any:
@@ -280,7 +271,7 @@ def _parse(raw: bytes, line: int) -> Any:
     except UnicodeDecodeError:
         raise DumpError(line, "not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise DumpError(line, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
+from ..codec import loads_strict
 from ..errors import (
     BotMemoryError,
     InvalidInputError,
     ValueTooLargeError,
-    ValueTypeError,
 )
 
 if TYPE_CHECKING:
@@ -28,19 +28,6 @@ __all__ = [
     "value_text",
 ]
 
-def _reject_constant(name: str) -> Any:
-    raise ValueTypeError(f"{name} is not a JSON number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise InvalidInputError(f"duplicate object key {show(key)}")
-            seen.add(key)
-    return obj
 
 
 def parse_json_arg(text: str, what: str = "value") -> Any:
@@ -52,7 +39,7 @@ def parse_json_arg(text: str, what: str = "value") -> Any:
         ValueTooLargeError: nested too deeply to parse.
     """
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:

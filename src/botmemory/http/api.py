@@ -32,7 +32,8 @@ from pydantic import (
 )
 from starlette.responses import Response
 
-from ..errors import InvalidInputError, KeyNotFoundError, ValueTooLargeError, ValueTypeError
+from ..codec import loads_strict
+from ..errors import InvalidInputError, KeyNotFoundError, ValueTooLargeError
 from ..expiry import expires_at
 from ..keys import validate_bot_id, validate_key, validate_prefix
 from ..kvs import KVS, Entry
@@ -80,15 +81,6 @@ async def caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueTypeError(f"{name} is not a JSON number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise InvalidInputError("duplicate keys in a JSON object")
-    return obj
 
 
 async def read_json(request: Request) -> Any:
@@ -110,7 +102,7 @@ async def read_json(request: Request) -> Any:
     except UnicodeDecodeError:
         raise InvalidInputError("the body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return loads_strict(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
