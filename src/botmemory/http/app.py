@@ -26,12 +26,16 @@ from ..errors import StoreError
 from ..store import Store
 from ..store import open as open_store
 from ..version import __version__
+from .api import FAST_ROUTES, caller
+from .api import router as api_router
 from .auth import Authenticator
 from .context import ServerConfig, ServerState, clock_from_env, get_state
 from .errors import ApiError, error_responses, install_error_handlers
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .middleware import RequestGuard
 from .state import Lease, signing_key
+from .ui import STATIC_DIR
+from .ui import router as ui_router
 
 __all__ = ["CONFIG_ENV", "app_from_env", "create_app"]
 
@@ -162,14 +166,12 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     )
     install_error_handlers(app)
 
-    from . import api, ui
-
-    app.include_router(api.router)
+    app.include_router(api_router)
     # the hot paths first, as plain Starlette routes (see api.FAST_ROUTES)
-    for position, (path, endpoint, method) in enumerate(api.FAST_ROUTES):
+    for position, (path, endpoint, method) in enumerate(FAST_ROUTES):
         app.router.routes.insert(position, _named_route(path, endpoint, method))
-    app.include_router(ui.router)
-    app.mount("/ui/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
+    app.include_router(ui_router)
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")
     _system_routes(app)
 
     limits_store = store
@@ -194,8 +196,6 @@ def _named_route(path: str, endpoint: Any, method: str) -> Route:
 
 
 def _system_routes(app: FastAPI) -> None:
-    from .api import caller
-
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 

@@ -28,8 +28,8 @@ from .jsvalues import UNDEFINED, is_nullish, to_number, to_string
 from .model import as_dict, as_str
 
 if TYPE_CHECKING:
-    from .engine import Turn
     from .model import BotpressBot
+    from .turn import Turn
 
 __all__ = [
     "BUILTIN_ACTIONS",
