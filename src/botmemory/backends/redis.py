@@ -118,6 +118,19 @@ local function write(e, kz, xz, dz, nz, ns, key, id, value, ver, exp, now, real,
   redis.call('ZADD', kz, 0, key)
   redis.call('SADD', nz, ns)
 end
+local function acquire(lock, fence, owner, now, exp, real, grace)
+  local cur = redis.call('HMGET', lock, 'owner', 'token', 'x')
+  local token
+  if cur[1] and tonumber(cur[3]) > now then
+    if cur[1] ~= owner then return false end
+    token = cur[2]
+  else
+    token = fmt(redis.call('INCR', fence))
+  end
+  redis.call('HSET', lock, 'owner', owner, 'token', token, 'x', exp)
+  native(lock, exp, now, real, grace)
+  return tonumber(token)
+end
 local function live_count(kz, xz, now)
   return redis.call('ZCARD', kz) - redis.call('ZCOUNT', xz, '-inf', now)
 end
@@ -427,18 +440,7 @@ return out
 _ACQUIRE = (
     _LIB
     + """
-local now = tonumber(ARGV[2])
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'x')
-local token
-if cur[1] and tonumber(cur[3]) > now then
-  if cur[1] ~= ARGV[1] then return false end
-  token = cur[2]
-else
-  token = fmt(redis.call('INCR', KEYS[2]))
-end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'x', ARGV[3])
-native(KEYS[1], ARGV[3], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
-return tonumber(token)
+return acquire(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
 """
 )
 
@@ -507,18 +509,9 @@ return 1
 _ACQUIRE_AND_READ = (
     _LIB
     + """
-local now = tonumber(ARGV[2])
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'x')
-local token
-if cur[1] and tonumber(cur[3]) > now then
-  if cur[1] ~= ARGV[1] then return {0} end
-  token = cur[2]
-else
-  token = fmt(redis.call('INCR', KEYS[2]))
-end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'x', ARGV[3])
-native(KEYS[1], ARGV[3], now, tonumber(ARGV[4]), tonumber(ARGV[5]))
-local out = {tonumber(token)}
+local token = acquire(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+if not token then return {0} end
+local out = {token}
 for i = 3, #KEYS do
   local h = redis.call('HMGET', KEYS[i], 'v', 'ver', 'x', 'm')
   if h[1] and h[2] and h[4] then
