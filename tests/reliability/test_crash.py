@@ -28,7 +28,6 @@ import os
 import random
 import selectors
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ import botmemory
 from botmemory.testing.backends import unique_suffix
 from ownservers import RedisServer, own_postgres
 from reliability_suite import record, size
-from workload import BOT, COUNTERS, Ledger, Report, run_workload, verify
+from workload import BOT, COUNTERS, Ledger, Report, run_workload, sqlite_integrity, verify
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 SQLITE_KILLS = size(200, 1000)
@@ -52,14 +51,6 @@ TASKS = 4
 def _assert_clean(report: Report) -> None:
     assert report.violations == [], report.violations[:20]
     assert report.lost == [], f"{len(report.lost)} acknowledged writes lost, e.g. {report.lost[:10]}"
-
-
-def _integrity(db: Path) -> str:
-    conn = sqlite3.connect(db)
-    try:
-        return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
-    finally:
-        conn.close()
 
 
 class _Child:
@@ -146,7 +137,7 @@ def test_sqlite_crash_loop(tmp_path: Path) -> None:
                     early += child.early
                     slots[i] = None
                     if kills % 50 == 0 and db.exists():
-                        checks.append(_integrity(db))
+                        checks.append(sqlite_integrity(db))
     finally:  # a failure must not leave workers running (nor their pipes open) for the next tests
         for child in slots:
             if child is not None:
@@ -157,7 +148,7 @@ def test_sqlite_crash_loop(tmp_path: Path) -> None:
         selector.close()
     elapsed = time.monotonic() - started
     assert all(c == "ok" for c in checks), checks
-    assert _integrity(db) == "ok"
+    assert sqlite_integrity(db) == "ok"
     errors_text = errors.read_text() if errors.exists() else ""
     assert "Traceback" not in errors_text, errors_text[-3000:]
 
@@ -204,7 +195,7 @@ def test_processes_creating_one_new_file_at_once(tmp_path: Path) -> None:
         return out
 
     assert asyncio.run(counts()) == [workers] * rounds
-    assert all(_integrity(tmp_path / f"r{k}.db") == "ok" for k in range(rounds))
+    assert all(sqlite_integrity(tmp_path / f"r{k}.db") == "ok" for k in range(rounds))
     record("crash.sqlite_open_race", workers=workers, new_files=rounds, failed_opens=0)
 
 

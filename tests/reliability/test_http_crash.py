@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ import httpx
 import botmemory
 from http_server import serve
 from reliability_suite import record, size
-from workload import BOT, COUNTERS, Ledger, verify
+from workload import BOT, COUNTERS, Ledger, sqlite_integrity, verify
 
 KILLS = size(20, 200)
 TASKS = 4
@@ -113,11 +112,7 @@ def test_serve_killed_under_http_clients(tmp_path: Path) -> None:
             kills += 1
     assert outcomes.get("200", 0) > 0 and set(outcomes) <= {"200", "404", "409", "no answer"}, outcomes
 
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
+    assert sqlite_integrity(db) == "ok"
 
     async def check() -> None:
         async with await botmemory.open(url) as store:

@@ -26,7 +26,8 @@ import pytest
 import botmemory
 from http_server import Served, serve
 from reliability_suite import record
-from test_storage_faults import _fill, _integrity, _small_tmpfs, inject
+from test_storage_faults import _fill, _small_tmpfs, inject
+from workload import sqlite_integrity
 
 BOT = "example"
 KVS = f"/api/v1/bots/{BOT}/kvs"
@@ -134,7 +135,7 @@ def test_a_full_disk_answers_507_and_reads_go_on(tmp_path: Path) -> None:
                 assert response.is_success, (name, response.status_code, response.text)
             acked = _acked_after()
             assert served.proc.pid == pid and served.proc.poll() is None
-        assert _integrity(db) == "ok"
+        assert sqlite_integrity(db) == "ok"
         _acked_present(db, acked)
     record("http_storage.full_disk", write_kinds=len(statuses), answered=sorted(set(statuses.values())),
            reads="200, unchanged", writes_after_space_returned="2xx, same process", integrity="ok")
@@ -169,7 +170,7 @@ def test_injected_faults_answer_503_or_507(tmp_path: Path, syscalls: str, errno:
         assert served.proc.poll() is None
         served.proc.send_signal(signal.SIGKILL)  # a crash right after the faults: recovery is part of the test
         served.proc.wait()
-    assert _integrity(db) == "ok"
+    assert sqlite_integrity(db) == "ok"
     _acked_present(db, acked)
     record(f"http_storage.inject.{syscalls}.{errno}", answered=sorted(set(answered.values())), reads=200,
            writes_after_detach="2xx, same process", integrity="ok")

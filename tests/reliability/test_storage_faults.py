@@ -25,7 +25,6 @@ import os
 import selectors
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,17 +42,10 @@ from botmemory.testing.contract import dump_store
 from conftest import IN_CI
 from ownservers import RedisServer, require_binary
 from reliability_suite import record
+from workload import sqlite_integrity
 
 CHILD = Path(__file__).with_name("store_child.py")
 ANSWER_WITHIN = 10.0  # seconds; a failing write must not hang (the SQLite timeout is 30 s by default)
-
-
-def _integrity(db: Path) -> str:
-    conn = sqlite3.connect(db)
-    try:
-        return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
-    finally:
-        conn.close()
 
 
 # -- the acknowledged state ------------------------------------------------------------------
@@ -225,7 +217,7 @@ async def test_full_disk(synchronous: str) -> None:
             await expected.check(store)
         finally:
             await store.close()
-        assert _integrity(db) == "ok"
+        assert sqlite_integrity(db) == "ok"
         async with await botmemory.open(url) as again:
             await expected.check(again)
             assert await again.bot("faults").memory.get_user_variable("u", "name") == "Ada"
@@ -402,7 +394,7 @@ def test_injected_storage_faults(
             expected.acked(effect)
     finally:
         child.crash()  # SIGKILL right after the faults: recovery is part of the test
-    assert _integrity(db) == "ok"
+    assert sqlite_integrity(db) == "ok"
 
     async def check() -> None:
         async with await botmemory.open(f"sqlite:///{db}") as store:

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import botmemory
@@ -248,3 +250,12 @@ async def verify(store: botmemory.Store, ledger: Ledger, *, lossy: bool = False)
         "half_applied_set_many": half,
     }
     return Report(ledger.acked, lost, violations, figures)
+
+
+def sqlite_integrity(db: Path) -> str:
+    """``PRAGMA integrity_check`` of an SQLite file: ``"ok"``, or its findings one per line."""
+    conn = sqlite3.connect(db)
+    try:
+        return "\n".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
+    finally:
+        conn.close()
