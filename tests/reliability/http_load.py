@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from reliability_suite import socket_inodes
+
 __all__ = ["HttpCall", "HttpLoad", "process_resources"]
 
 BOT = "example"
@@ -144,22 +146,9 @@ class HttpLoad:
         return lost
 
 
-def _socket_inodes(port: int, *, remote: bool) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                address = parts[2] if remote else parts[1]
-                if int(address.rsplit(":", 1)[1], 16) == port:
-                    inodes.add(parts[9])
-    return inodes
-
-
 def process_resources(pid: int, backend_port: int | None = None) -> dict[str, int]:
     """Descriptors of process ``pid``: all, sockets, sockets to ``backend_port``, threads, RSS (KiB)."""
-    to_backend = {f"socket:[{i}]" for i in _socket_inodes(backend_port, remote=True)} if backend_port else set()
+    to_backend = {f"socket:[{i}]" for i in socket_inodes(backend_port, remote=True)} if backend_port else set()
     fds = sockets = backend = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):

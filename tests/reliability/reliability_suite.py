@@ -11,6 +11,7 @@ which ``scripts/render_reliability.py`` turns into ``RELIABILITY.md``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MODE", "SOAK", "figures", "record", "size", "summary"]
+__all__ = ["MODE", "SOAK", "figures", "record", "size", "socket_inodes", "summary"]
 
 SOAK = os.environ.get("BOTMEMORY_SOAK", "") == "1"
 MODE = "soak" if SOAK else "ci"
@@ -76,3 +77,17 @@ def summary(write: Any) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in values.items() if k not in ("at",))
         write(f"  {section}: {shown}\n")
     sys.stdout.flush()
+
+
+def socket_inodes(port: int, *, remote: bool) -> set[str]:
+    """Inodes of this network namespace's TCP sockets whose remote (else local) port is ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                address = parts[2] if remote else parts[1]
+                if int(address.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(parts[9])
+    return inodes

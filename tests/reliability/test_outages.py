@@ -48,7 +48,7 @@ from botmemory import StoreTimeoutError, StoreUnavailableError
 from botmemory.testing.backends import unique_suffix
 from faultproxy import ProxyProcess
 from ownservers import PostgresCluster, RedisServer, own_postgres
-from reliability_suite import record, size
+from reliability_suite import record, size, socket_inodes
 
 # 2 s, not less: on a shared, loaded machine a healthy PostgreSQL commit (fsync on) can take
 # a second, and a failure before or after the fault would be noise, not a finding
@@ -138,22 +138,9 @@ class Load:
 # -- resource counts -------------------------------------------------------------------------------
 
 
-def _socket_inodes_to(port: int) -> set[str]:
-    """Inodes of this network namespace's TCP sockets whose remote port is ``port``."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if int(parts[2].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(parts[9])
-    return inodes
-
-
 def resources(port: int, collect: bool = False) -> dict[str, Any]:
     """Descriptors, sockets to ``port``, threads and asyncio tasks of this process."""
-    targets = {f"socket:[{inode}]" for inode in _socket_inodes_to(port)}
+    targets = {f"socket:[{inode}]" for inode in socket_inodes(port, remote=True)}
     fds = sockets = 0
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
